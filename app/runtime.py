@@ -1,0 +1,268 @@
+"""The running system: log, balancer, health checks and server supervisor, wired together.
+
+`lbconsole serve` and the console both run one `Runtime` in their event loop;
+operator actions (kill, stop, restart, add, drain) go through it so the
+balancer and the supervisor stay in step and every action is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from backends.supervisor import (
+    ManagedServer,
+    ServerExited,
+    ServerFailed,
+    ServerReady,
+    ServerSupervisor,
+    SupervisorEvent,
+)
+from balancer.backend import Admin, Backend, ServerState
+from balancer.balancer import Balancer, BalancerConfig
+from balancer.health import HealthPolicy
+from balancer.log import RequestLog
+from balancer.stats import BalancerStats
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    host: str = "127.0.0.1"
+    port: int = 5001
+    servers: int = 3
+    backends: tuple[tuple[str, int], ...] = ()
+    """Servers we did not spawn, as (host, port)."""
+    log_file: str | None = "loadbalancer.log"
+    log_requests: bool = True
+    log_max_bytes: int = 20 * 1024 * 1024
+    log_backups: int = 3
+    check_interval: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    check_timeout: float = 1.0
+    request_timeout: float = 2.0
+    queue_timeout: float = 10.0
+    max_clients: int = 4096
+    max_inflight: int = 4096
+    server_delay: float = 0.0
+    server_ports: dict[str, int] = field(default_factory=dict)
+    """Fixed ports for some spawned servers (normally every server gets port 0)."""
+
+    def balancer_config(self) -> BalancerConfig:
+        return BalancerConfig(
+            host=self.host, port=self.port, max_clients=self.max_clients,
+            max_inflight=self.max_inflight, request_timeout=self.request_timeout,
+            queue_timeout=self.queue_timeout,
+            health=HealthPolicy(interval=self.check_interval, rise=self.rise, fall=self.fall,
+                                timeout=self.check_timeout),
+        )
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    """One server as the console shows it: the balancer's view plus the process's."""
+
+    name: str
+    pid: int | None
+    port: int | None
+    managed: bool
+    state: str
+    reason: str
+    served: int
+    inflight: int
+    errors: int
+    redispatched: int
+    mean_ms: float | None
+    p99_ms: float | None
+    share: float
+    is_next: bool
+    history: tuple[int, ...]
+
+
+class Runtime:
+    """Owns the log, the balancer and the supervisor for one process."""
+
+    def __init__(self, config: RuntimeConfig | None = None) -> None:
+        self.config = config or RuntimeConfig()
+        c = self.config
+        self.log = RequestLog(c.log_file, max_bytes=c.log_max_bytes, backups=c.log_backups,
+                              log_requests=c.log_requests)
+        self.balancer = Balancer(c.balancer_config(), self.log)
+        self.supervisor = ServerSupervisor(host="127.0.0.1", on_event=self._on_process_event,
+                                           delay=c.server_delay)
+        self.started = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> int:
+        """Listen, spawn the servers, start checking; returns the balancer's port."""
+        port = await self.balancer.start()
+        await self.start_servers()
+        return port
+
+    async def start_servers(self) -> None:
+        """Register the outside backends and spawn our servers (once the balancer listens)."""
+        c = self.config
+        for index, (host, bport) in enumerate(c.backends, start=1):
+            self.balancer.add_backend(f"backend{index}", host, bport)
+        names = [f"server{i}" for i in range(1, c.servers + 1)]
+        for name in names:
+            self.balancer.add_backend(name)
+            self.supervisor.declare(name, port=c.server_ports.get(name, 0))
+        self.started = True
+        for name in names:
+            self.log.event(f"{name} spawning")
+        await asyncio.gather(*(self.supervisor.spawn(name) for name in names))
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Answer what can be answered, stop every server, close the log."""
+        try:
+            await self.balancer.close(grace)
+        finally:
+            try:
+                await self.supervisor.close()
+            finally:
+                self.supervisor.kill_all_now()
+                self.log.event("all servers stopped")
+                self.log.close()
+
+    async def wait_until_up(self, count: int | None = None, timeout: float = 15.0) -> bool:
+        """Wait until `count` servers (default: all) are UP; False on timeout."""
+        want = len(self.balancer.backends) if count is None else count
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sum(1 for b in self.balancer.backends if b.eligible) >= want:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    # ------------------------------------------------------------ process events
+
+    def _on_process_event(self, event: SupervisorEvent) -> None:
+        balancer = self.balancer
+        if isinstance(event, ServerReady):
+            self.log.event(f"{event.name} process {event.pid} ready on {event.host}:{event.port}")
+            with contextlib.suppress(KeyError):
+                balancer.set_address(event.name, event.host, event.port)
+        elif isinstance(event, ServerExited):
+            self.log.event(f"{event.name} process {event.pid} {event.reason}"
+                           + ("" if event.expected else " (unexpected)"))
+        elif isinstance(event, ServerFailed):
+            self.log.event(f"{event.name} failed to start: {event.reason}")
+            with contextlib.suppress(KeyError):
+                backend = balancer.backend(event.name)
+                balancer.set_health(backend, ServerState.DOWN, event.reason)
+
+    # ------------------------------------------------------------ operator actions
+
+    def resolve(self, which: str | int) -> str:
+        """A server name from a name, or a 1-based row number."""
+        names = [b.name for b in self.balancer.backends]
+        if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
+            index = int(which)
+            if 1 <= index <= len(names):
+                return names[index - 1]
+            raise KeyError(f"no server {index} (there are {len(names)})")
+        if which in names:
+            return which
+        raise KeyError(f"no server named {which!r}")
+
+    def _managed(self, name: str) -> ManagedServer:
+        if name not in self.supervisor.servers:
+            raise KeyError(f"{name} was not started by lbconsole; it cannot be controlled here")
+        return self.supervisor.servers[name]
+
+    def kill(self, which: str | int) -> str:
+        """SIGKILL the server: the balancer must notice on its own."""
+        name = self.resolve(which)
+        self._managed(name)
+        pid = self.supervisor.kill(name)
+        self.log.event(f"operator: kill {name} (SIGKILL pid {pid})")
+        return f"{name} killed (SIGKILL to pid {pid})"
+
+    def freeze(self, which: str | int) -> str:
+        name = self.resolve(which)
+        self._managed(name)
+        pid = self.supervisor.freeze(name)
+        self.log.event(f"operator: freeze {name} (SIGSTOP pid {pid})")
+        return f"{name} frozen (SIGSTOP to pid {pid})"
+
+    def thaw(self, which: str | int) -> str:
+        name = self.resolve(which)
+        self._managed(name)
+        pid = self.supervisor.thaw(name)
+        self.log.event(f"operator: thaw {name} (SIGCONT pid {pid})")
+        return f"{name} thawed (SIGCONT to pid {pid})"
+
+    async def stop_server(self, which: str | int, drain_timeout: float = 5.0) -> str:
+        """Stop gently: take nothing new, finish what it has, then SIGTERM."""
+        name = self.resolve(which)
+        self._managed(name)
+        backend = self.balancer.backend(name)
+        self.log.event(f"operator: stop {name}")
+        self.balancer.set_admin(backend, Admin.DRAIN, "stopping: finishing requests in flight")
+        deadline = time.monotonic() + drain_timeout
+        while backend.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self.balancer.set_admin(backend, Admin.STOPPED, "stopped by the operator")
+        await self.supervisor.stop(name)
+        return f"{name} stopped"
+
+    async def restart(self, which: str | int) -> str:
+        name = self.resolve(which)
+        self._managed(name)
+        self.log.event(f"operator: restart {name}")
+        server = await self.supervisor.restart(name)
+        if server.state.value == "failed":
+            return f"{name} failed to restart: {server.reason}"
+        return f"{name} restarted (pid {server.pid}, port {server.port})"
+
+    async def add_server(self) -> str:
+        name = self.supervisor.next_name()
+        self.balancer.add_backend(name)
+        self.supervisor.declare(name)
+        self.log.event(f"operator: add {name}")
+        server = await self.supervisor.spawn(name)
+        if server.state.value == "failed":
+            return f"{name} failed to start: {server.reason}"
+        return f"{name} added (pid {server.pid}, port {server.port})"
+
+    def drain(self, which: str | int) -> str:
+        """Toggle DRAINING: finish what it has, take nothing new; again to undo."""
+        name = self.resolve(which)
+        backend = self.balancer.backend(name)
+        if backend.admin is Admin.DRAIN:
+            self.balancer.set_admin(backend, Admin.READY, "drain cancelled by the operator")
+            self.log.event(f"operator: undrain {name}")
+            return f"{name} back in the rotation"
+        if backend.admin is Admin.STOPPED:
+            raise KeyError(f"{name} is stopped; restart it first")
+        self.log.event(f"operator: drain {name}")
+        self.balancer.set_admin(backend, Admin.DRAIN, "draining by the operator")
+        return f"{name} draining: takes nothing new"
+
+    # ------------------------------------------------------------ reading the state
+
+    def stats(self) -> BalancerStats:
+        return self.balancer.stats()
+
+    def rows(self, stats: BalancerStats | None = None) -> list[ServerRow]:
+        """One row per server, joining balancer counters and process facts."""
+        stats = stats or self.balancer.stats()
+        rows = []
+        for b in stats.backends:
+            proc = self.supervisor.servers.get(b.name)
+            pid = proc.pid if proc is not None and proc.alive else None
+            port = int(b.address.rsplit(":", 1)[1]) if b.address != "-" else None
+            rows.append(ServerRow(
+                name=b.name, pid=pid, port=port, managed=proc is not None, state=b.state,
+                reason=b.reason, served=b.served, inflight=b.inflight, errors=b.errors,
+                redispatched=b.redispatched, mean_ms=b.mean_ms, p99_ms=b.p99_ms,
+                share=b.share, is_next=b.is_next, history=b.history,
+            ))
+        return rows
+
+    def backend(self, name: str) -> Backend:
+        return self.balancer.backend(name)

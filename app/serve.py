@@ -1,0 +1,47 @@
+"""`lbconsole serve`: the balancer, its servers and the log, without a screen."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from app.runtime import Runtime, RuntimeConfig
+from balancer import eventloop
+
+
+async def serve(config: RuntimeConfig, stats_interval: float = 0.0) -> int:
+    eventloop.raise_fd_limit()
+    runtime = Runtime(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            port = await runtime.balancer.start()
+        except OSError as exc:
+            print(f"lbconsole serve: cannot listen on {config.host}:{config.port}: "
+                  f"{exc.strerror or exc}", file=sys.stderr, flush=True)
+            runtime.log.close()
+            return 1
+        # The first stdout line is the contract with scripts: the real port.
+        print(f"listening on {config.host}:{port}", flush=True)
+        runtime.balancer.listeners.append(
+            lambda b, old, new, why: print(f"{b.name} {old} -> {new}: {why}", flush=True))
+        await runtime.start_servers()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), stats_interval or None)
+            except TimeoutError:
+                s = runtime.stats()
+                print(f"{s.servers_up}/{len(s.backends)} UP, {s.answered} answered, "
+                      f"{s.errors} errors, {s.rate:,.0f} req/s, {s.clients} clients", flush=True)
+        print("shutting down: answering requests in flight, stopping servers", flush=True)
+    finally:
+        await runtime.stop()
+    return 0
+
+
+def serve_main(config: RuntimeConfig, stats_interval: float = 0.0) -> int:
+    return eventloop.run(serve(config, stats_interval))

@@ -1,0 +1,170 @@
+"""`lbconsole client [HOST:PORT]`: the original terminal client, also scriptable from a pipe.
+
+Reads commands line by line (`somma 3 4`, `3 * 4`, `random 50`, `exit`) and
+prints each answer. Requests from a pipe are pipelined and their answers
+printed in input order; `random N` runs a batch and ends with a summary line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+from collections import deque
+
+import orjson
+
+from app.config import parse_address
+from balancer import eventloop
+from balancer.client import Client, ClientError, run_batch
+from balancer.protocol import describe
+
+HELP = """requests:  somma 3 4 | sottrazione 9 2 | moltiplicazione 6 7 | divisione 10 4
+           add/sub/mul/div, infix 3 * 4, no operands: the server draws them
+           {"id": 7, "op": "somma", "a": 3, "b": 4}
+commands:  random N   send N random requests pipelined, then a summary
+           ping       ask the balancer how many servers are UP
+           exit       finish what is in flight and leave"""
+
+MAX_BATCH = 100_000_000
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | None]) -> None:
+    """Read stdin in a thread (works the same for a terminal and a pipe)."""
+    try:
+        for line in sys.stdin.buffer:
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+    except (OSError, ValueError):
+        pass
+    finally:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+
+class TerminalClient:
+    def __init__(self, host: str, port: int, *, quiet: bool, raw: bool, window: int) -> None:
+        self.host, self.port = host, port
+        self.quiet, self.raw, self.window = quiet, raw, max(1, window)
+        self.client: Client | None = None
+        self.pending: deque[asyncio.Future[dict]] = deque()
+        self.out = sys.stdout
+        self.interactive = sys.stdin.isatty()
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def show(self, answer: dict) -> None:
+        self.out.write((orjson.dumps(answer).decode() if self.raw else describe(answer)) + "\n")
+
+    def show_done(self) -> None:
+        """Print finished answers in the order their requests were typed."""
+        while self.pending and self.pending[0].done():
+            future = self.pending.popleft()
+            exc = future.exception()
+            if exc is not None:
+                raise exc if isinstance(exc, ClientError) else ClientError(str(exc))
+            self.show(future.result())
+        self.out.flush()
+
+    async def settle(self) -> None:
+        while self.pending:
+            await asyncio.wait([self.pending[0]])
+            self.show_done()
+
+    def prompt(self) -> None:
+        if self.interactive:
+            self.out.write("> ")
+            self.out.flush()
+
+    async def run(self) -> int:
+        try:
+            self.client = await Client.connect(self.host, self.port)
+        except ClientError as exc:
+            print(f"lbconsole client: {exc}", file=sys.stderr)
+            return 1
+        if self.interactive:
+            self.say(f"connected to {self.host}:{self.port}. Type a request, 'random N', "
+                     "'help' or 'exit'.")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        threading.Thread(target=_stdin_lines, args=(loop, queue), daemon=True).start()
+        self.prompt()
+        try:
+            while True:
+                raw = await queue.get()
+                if raw is None:
+                    await self.settle()
+                    with contextlib.suppress(ClientError, asyncio.TimeoutError, TimeoutError):
+                        await self.client.exit(timeout=10)
+                    return 0
+                if not await self.handle(raw.decode("utf-8", "replace").strip()):
+                    return 0
+                if self.interactive:
+                    await self.settle()
+                    self.prompt()
+        except ClientError as exc:
+            print(f"lbconsole client: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await self.client.close()
+
+    async def handle(self, line: str) -> bool:
+        """One input line; False when the session is over."""
+        assert self.client is not None
+        if not line:
+            return True
+        words = line.split()
+        command = words[0].lower()
+        if command in ("exit", "quit") and len(words) == 1:
+            await self.settle()
+            answer = await self.client.exit()
+            if answer is not None and self.interactive:
+                self.say("goodbye")
+            return False
+        if command == "help" and len(words) == 1:
+            self.say(HELP)
+            return True
+        if command == "random":
+            await self.settle()
+            if len(words) != 2 or not words[1].isdigit() or not 0 < int(words[1]) <= MAX_BATCH:
+                self.say(f"usage: random N   (1 <= N <= {MAX_BATCH:,})")
+                return True
+            await self.batch(int(words[1]))
+            return True
+        self.pending.append(self.client.send(line))
+        if len(self.pending) >= self.window:
+            await asyncio.wait([self.pending[0]])
+        self.show_done()
+        return True
+
+    async def batch(self, count: int) -> None:
+        def print_chunk(chunk: bytes) -> None:
+            if self.raw:
+                self.out.write(chunk.decode("utf-8", "replace"))
+                return
+            lines = []
+            for line in chunk.splitlines():
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    lines.append(describe(orjson.loads(line)))
+            self.out.write("\n".join(lines) + "\n")
+
+        progress = await run_batch(self.host, self.port, count, window=self.window,
+                                   on_chunk=None if self.quiet else print_chunk)
+        self.out.flush()
+        self.say(f"random {count}: {progress.summary()}")
+
+
+def client_main(address: str, *, quiet: bool = False, raw: bool = False,
+                window: int = 1024) -> int:
+    try:
+        host, port = parse_address(address)
+    except Exception as exc:  # argparse.ArgumentTypeError and friends
+        print(f"lbconsole client: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return eventloop.run(TerminalClient(host, port, quiet=quiet, raw=raw,
+                                            window=window).run())
+    except BrokenPipeError:
+        return 0

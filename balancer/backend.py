@@ -1,0 +1,200 @@
+"""One calculation server as the balancer sees it: state, counters, and its connection.
+
+`BackendConnection.data_received` is half of the hot path: it matches each
+answer to its request by id, rewrites the id at the byte level to the client's,
+appends the server's name, and queues the line on the client's connection,
+which is written once per chunk read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from balancer.balancer import Balancer
+    from balancer.frontend import ClientConnection
+
+# An in-flight request: (client, client id prefix `{"id":7`, payload sent to the
+# server, time dispatched, server it was re-dispatched from or None, balancer id).
+Entry = tuple["ClientConnection", bytes, bytes, float, "str | None", int]
+
+SAMPLES = 2048
+"""Latency samples kept per server for the percentiles."""
+
+
+class ServerState(StrEnum):
+    STARTING = "STARTING"
+    UP = "UP"
+    DOWN = "DOWN"
+    DRAINING = "DRAINING"
+    STOPPED = "STOPPED"
+
+
+class Admin(StrEnum):
+    """What the operator asked for, apart from what health checks found."""
+
+    READY = "ready"
+    DRAIN = "drain"
+    STOPPED = "stopped"
+
+
+class Backend:
+    """A calculation server: address, health, admin state, in-flight map, counters."""
+
+    def __init__(self, name: str, host: str | None, port: int | None) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.health = ServerState.STARTING
+        """STARTING, UP or DOWN: what checks and connections found."""
+        self.admin = Admin.READY
+        self.reason = "waiting for the first check"
+        self.changed_at = time.monotonic()
+        self.inflight: dict[int, Entry] = {}
+        self.out: list[bytes] = []
+        self.conn: BackendConnection | None = None
+        self.connecting = False
+        self.suffix = b',"server":' + orjson.dumps(name) + b"}\n"
+        self.pings: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        # Health-check streaks (see health.HealthPolicy).
+        self.ok_streak = 0
+        self.fail_streak = 0
+        self.last_check: float | None = None
+        self.check_ms: float | None = None
+        self.pong: dict[str, Any] = {}
+        # Counters.
+        self.served = 0
+        self.errors = 0
+        self.redispatched = 0
+        """Requests taken away from this server after it failed."""
+        self.late = 0
+        """Answers that arrived after their request had been answered elsewhere."""
+        self.latency_sum = 0.0
+        self.latency_n = 0
+        self.samples: deque[float] = deque(maxlen=SAMPLES)
+
+    @property
+    def state(self) -> ServerState:
+        """The state shown to the operator: admin state first, then health."""
+        if self.admin is Admin.STOPPED:
+            return ServerState.STOPPED
+        if self.admin is Admin.DRAIN and self.health is ServerState.UP:
+            return ServerState.DRAINING
+        return self.health
+
+    @property
+    def eligible(self) -> bool:
+        """True when round robin may hand this server new requests."""
+        return (
+            self.health is ServerState.UP and self.admin is Admin.READY and self.conn is not None
+        )
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}" if self.port else "-"
+
+    def flush(self) -> None:
+        """Write everything queued for this server in one call."""
+        out = self.out
+        if not out:
+            return
+        conn = self.conn
+        if conn is not None and conn.transport is not None:
+            conn.transport.write(b"".join(out))
+        out.clear()
+
+
+class BackendConnection(asyncio.Protocol):
+    """The balancer's one persistent connection to a server, many requests in flight."""
+
+    def __init__(self, balancer: Balancer, backend: Backend) -> None:
+        self.balancer = balancer
+        self.backend = backend
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.balancer.backend_lost(self, exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.buffer:
+            data = self.buffer + data
+        lines = data.split(b"\n")
+        self.buffer = lines.pop()
+        backend = self.backend
+        balancer = self.balancer
+        inflight = backend.inflight
+        suffix = backend.suffix
+        samples = backend.samples.append
+        now = time.monotonic()
+        log = balancer.log
+        logging = log.log_requests
+        if logging:
+            stamp = log.stamp()
+            log_append = log.lines.append
+        dirty: list[ClientConnection] = []
+        served = errors = late = 0
+        latency_sum = 0.0
+        recent: list[tuple[bytes, float]] | None = [] if len(lines) <= 16 else None
+        out = b""
+        latency = 0.0
+        for line in lines:
+            if line[6:7] == b"-":
+                balancer.pong_received(backend, line)
+                continue
+            cut = line.find(b",", 6)
+            try:
+                sid = int(line[6:cut])
+            except ValueError:
+                late += balancer.foreign_answer(backend, line)
+                continue
+            entry = inflight.pop(sid, None)
+            if entry is None:
+                late += 1
+                continue
+            client = entry[0]
+            out = entry[1] + line[cut:-1] + suffix
+            if line[cut + 1 : cut + 8] == b'"error"':
+                errors += 1
+            else:
+                served += 1
+            latency = now - entry[3]
+            latency_sum += latency
+            samples(latency)
+            client.pending -= 1
+            if client.alive:
+                queued = client.out
+                if not queued:
+                    dirty.append(client)
+                queued.append(out)
+            if logging:
+                if entry[4] is None:
+                    log_append(stamp + client.tag + out)
+                else:
+                    log_append(stamp + client.tag + b"(re-dispatched from %b) " % entry[4].encode()
+                               + out)
+            if recent is not None:
+                recent.append((out, latency))
+        backend.served += served
+        backend.errors += errors
+        backend.late += late
+        backend.latency_sum += latency_sum
+        backend.latency_n += served + errors
+        if served or errors:
+            balancer.answered += served + errors
+            if recent is None:
+                balancer.recent_answers.append((now, out, latency))
+            else:
+                balancer.recent_answers.extend((now, o, lat) for o, lat in recent)
+        for client in dirty:
+            client.flush()

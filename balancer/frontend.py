@@ -1,0 +1,295 @@
+"""One client connection to the balancer: the other half of the hot path.
+
+`data_received` splits the chunk into lines, gives each request a balancer id,
+hands it to the next server in the rotation and queues it there; every server
+touched gets one write per chunk. Text requests are forwarded inside a JSON
+wrapper without being parsed (the server parses them); anything unusual takes
+the slow path, which answers bad input itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+
+from balancer.protocol import EXIT_WORDS, MAX_LINE, PING_WORD, error_line, json_id, valid_id
+
+if TYPE_CHECKING:
+    from balancer.balancer import Balancer
+
+# Lines the fast path must not wrap as they are: JSON, leading blanks, characters
+# that need escaping inside a JSON string, and the words the balancer answers itself.
+_SLOW = re.compile(rb'^[\s{\[]|["\\\x00-\x1f\x7f-\xff]|^(?i:exit|quit|ping)\s*$').search
+
+_SKIP = 0
+_STOP = 1
+
+
+class ClientConnection(asyncio.Protocol):
+    """A client of the balancer: its pending count, output queue and backpressure."""
+
+    def __init__(self, balancer: Balancer, number: int) -> None:
+        self.balancer = balancer
+        self.number = number
+        self.tag = b"c%d " % number
+        self.name = f"c{number}"
+        self.peer = "?"
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.seq = 0
+        """Request lines seen; a request without an id gets this number."""
+        self.pending = 0
+        """Requests dispatched or queued and not yet answered."""
+        self.requests = 0
+        self.out: list[bytes] = []
+        self.alive = False
+        self.exiting = False
+        self.goodbye_id: object = None
+        """The id of the `exit` request to answer with goodbye; None for a half-close."""
+        self.paused_by_inflight = False
+        self.paused_by_writer = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = f"{peer[0]}:{peer[1]}"
+        balancer = self.balancer
+        if len(balancer.clients) >= balancer.config.max_clients:
+            balancer.refused_clients += 1
+            balancer.log.event(f"{self.name} refused from {self.peer}: too many clients "
+                               f"(limit {balancer.config.max_clients})")
+            transport.write(error_line(None, f"too many clients (limit "
+                                             f"{balancer.config.max_clients}), try again later"))
+            transport.close()
+            return
+        self.alive = True
+        balancer.clients.add(self)
+        limit = balancer.config.write_buffer_limit
+        self.transport.set_write_buffer_limits(high=limit, low=limit // 4)
+        balancer.log.event(f"{self.name} connected from {self.peer}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        self.out.clear()
+        balancer = self.balancer
+        balancer.clients.discard(self)
+        why = "closed" if exc is None else f"lost ({exc})"
+        dropped = f", {self.pending} answers still in flight discarded" if self.pending else ""
+        balancer.log.event(f"{self.name} disconnected from {self.peer}: {why} after "
+                           f"{self.requests} requests{dropped}")
+
+    def eof_received(self) -> bool:
+        # A half-close is an implicit `exit`: answer what is in flight, then close.
+        if not self.exiting:
+            self.exiting = True
+            self.flush()
+        return True
+
+    def pause_writing(self) -> None:
+        # The client is not reading its answers: stop reading its requests.
+        self.paused_by_writer = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused_by_writer = False
+        self._maybe_resume()
+
+    def _maybe_resume(self) -> None:
+        if self.paused_by_writer or self.exiting or self.transport is None:
+            return
+        if self.paused_by_inflight and self.pending > self.balancer.config.resume_inflight:
+            return
+        self.paused_by_inflight = False
+        if self.transport.is_reading():
+            return
+        self.transport.resume_reading()
+
+    # ------------------------------------------------------------ requests
+
+    def data_received(self, data: bytes) -> None:
+        if self.exiting or not self.alive:
+            return
+        if self.buffer:
+            data = self.buffer + data
+        lines = data.split(b"\n")
+        self.buffer = lines.pop()
+        balancer = self.balancer
+        rr = balancer.rr
+        ring = rr.ring
+        n = len(ring)
+        pos = rr.pos
+        sid = balancer.next_sid
+        seq = self.seq
+        now = time.monotonic()
+        slow = _SLOW
+        count = 0
+        for line in lines:
+            if not line:
+                continue
+            if len(line) > MAX_LINE:
+                seq += 1
+                self._too_long(seq)
+                break
+            if line[-1] == 13:
+                line = line[:-1]
+                if not line:
+                    continue
+            if slow(line) is None:
+                seq += 1
+                prefix = b'{"id":%d' % seq
+                payload = b'{"id":%d,"text":"%b"}\n' % (sid, line)
+            else:
+                prepared = self._prepare(line, seq + 1, sid)
+                if prepared is _SKIP:
+                    continue
+                seq += 1
+                if prepared is _STOP:
+                    break
+                if prepared is None:
+                    continue
+                prefix, payload = prepared
+            count += 1
+            if n:
+                backend = ring[pos]
+                pos += 1
+                if pos == n:
+                    pos = 0
+                backend.inflight[sid] = (self, prefix, payload, now, None, sid)
+                backend.out.append(payload)
+            else:
+                balancer.enqueue((self, prefix, payload, now, None, sid))
+            sid += 1
+        self.seq = seq
+        if count:
+            balancer.next_sid = sid
+            rr.pos = pos
+            self.pending += count
+            self.requests += count
+            balancer.requests += count
+            recent = balancer.recent_routes
+            for backend in ring:
+                queued = backend.out
+                if queued:
+                    recent.extend((backend.name, self.name, p) for p in queued[-8:])
+                    backend.flush()
+            if self.pending >= balancer.config.max_inflight and self.transport is not None:
+                self.paused_by_inflight = True
+                self.transport.pause_reading()
+        if len(self.buffer) > MAX_LINE and not self.exiting:
+            self.seq += 1
+            self._too_long(self.seq)
+        self.flush()
+
+    def _prepare(self, line: bytes, seq: int, sid: int) -> tuple[bytes, bytes] | int | None:
+        """The slow path: returns (prefix, payload), or answers locally and returns None."""
+        stripped = line.strip()
+        if not stripped:
+            return _SKIP
+        lowered = stripped.lower()
+        if lowered in EXIT_WORDS:
+            self._begin_exit(seq)
+            return _STOP
+        if lowered == PING_WORD:
+            self._answer(self.balancer.pong_line(seq))
+            return None
+        if stripped[:1] in (b"{", b"["):
+            try:
+                obj = orjson.loads(stripped)
+            except orjson.JSONDecodeError as exc:
+                reason = str(exc).split(":", 1)[0][:80]
+                self._answer(error_line(seq, f"malformed JSON: {reason}"))
+                return None
+            if not isinstance(obj, dict):
+                self._answer(error_line(seq, "a JSON request must be an object"))
+                return None
+            rid = obj.get("id")
+            if rid is None:
+                prefix = b'{"id":%d' % seq
+                rid = seq
+            elif valid_id(rid):
+                prefix = b'{"id":' + json_id(rid)
+            else:
+                self._answer(error_line(seq, "id must be an integer or a string"))
+                return None
+            op = obj.get("op")
+            if isinstance(op, str) and op.lower() in ("exit", "quit"):
+                self._begin_exit(rid)
+                return _STOP
+            if isinstance(op, str) and op.lower() == "ping":
+                self._answer(self.balancer.pong_line(rid))
+                return None
+            obj["id"] = sid
+            try:
+                payload = orjson.dumps(obj) + b"\n"
+            except TypeError:
+                self._answer(error_line(rid, "number out of range"))
+                return None
+            return prefix, payload
+        try:
+            text = stripped.decode("utf-8")
+        except UnicodeDecodeError:
+            self._answer(error_line(seq, "invalid UTF-8"))
+            return None
+        return b'{"id":%d' % seq, b'{"id":%d,"text":%b}\n' % (sid, orjson.dumps(text))
+
+    def _too_long(self, seq: int) -> None:
+        self._answer(error_line(seq, f"line too long (limit {MAX_LINE} bytes); closing"))
+        self.buffer = b""
+        self.exiting = True
+        self.goodbye_id = None
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self.flush()
+
+    def _answer(self, line: bytes) -> None:
+        """Queue an answer the balancer made itself (an error, a pong, goodbye)."""
+        self.out.append(line)
+        balancer = self.balancer
+        if balancer.log.log_requests:
+            balancer.log.lines.append(balancer.log.stamp() + self.tag + line)
+        if b'"error"' in line[:40]:
+            balancer.local_errors += 1
+
+    def _begin_exit(self, rid: object) -> None:
+        self.exiting = True
+        self.goodbye_id = rid
+        self.buffer = b""
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    # ------------------------------------------------------------ answers
+
+    def flush(self) -> None:
+        """Write queued answers in one call; finish an `exit` once nothing is pending."""
+        transport = self.transport
+        if transport is None or not self.alive:
+            self.out.clear()
+            return
+        out = self.out
+        if self.exiting and self.pending <= 0:
+            if self.goodbye_id is not None:
+                out.append(b'{"id":%b,"goodbye":true}\n' % json_id(self.goodbye_id))
+            if out:
+                transport.write(b"".join(out))
+                out.clear()
+            self.alive = False
+            self.balancer.clients.discard(self)
+            how = "said goodbye" if self.goodbye_id is not None else "closed its side"
+            self.balancer.log.event(f"{self.name} {how} after {self.requests} requests")
+            transport.close()
+            return
+        if out:
+            transport.write(b"".join(out))
+            out.clear()
+        if self.paused_by_inflight and self.pending <= self.balancer.config.resume_inflight:
+            self._maybe_resume()

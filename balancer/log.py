@@ -1,0 +1,162 @@
+"""`loadbalancer.log`: timestamped lines, buffered in memory and written by a thread.
+
+The balancer appends ready-made byte lines (one per request, written when it
+completes) without formatting or locking; a timer hands each batch to a writer
+thread that appends to the file and rotates it by size. The console reads the
+same lines from `recent`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+
+class RequestLog:
+    """The balancer's log: `event()` for rare lines, `lines.append()` on the hot path."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = "loadbalancer.log",
+        *,
+        max_bytes: int = 20 * 1024 * 1024,
+        backups: int = 3,
+        keep_recent: int = 1000,
+        flush_interval: float = 0.1,
+        log_requests: bool = True,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.flush_interval = flush_interval
+        self.log_requests = log_requests
+        self.lines: list[bytes] = []
+        """Pending lines, each already stamped and ending in a newline."""
+        self.recent: deque[bytes] = deque(maxlen=keep_recent)
+        self.total = 0
+        """Lines flushed so far; the console uses it to see what is new in `recent`."""
+        self.write_errors = 0
+        self._stamp_second = -1
+        self._stamp_prefix = b""
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ writing
+
+    def stamp(self) -> bytes:
+        """`2026-11-27 19:30:41.123 `: formatted once per second, cheap otherwise."""
+        now = time.time()
+        second = int(now)
+        if second != self._stamp_second:
+            self._stamp_second = second
+            self._stamp_prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)).encode()
+        return b"%b.%03d " % (self._stamp_prefix, int((now - second) * 1000))
+
+    def event(self, text: str) -> None:
+        """Log one line of text (state changes, connections, operator actions)."""
+        self.lines.append(self.stamp() + text.encode("utf-8", "replace") + b"\n")
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Open the file and start the flush timer on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        if self.path is not None and self._thread is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._thread = threading.Thread(target=self._writer, name="lbconsole-log", daemon=True)
+            self._thread.start()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._loop is not None and not self._closed:
+            self._timer = self._loop.call_later(self.flush_interval, self._tick)
+
+    def _tick(self) -> None:
+        self.flush()
+        self._schedule()
+
+    def flush(self) -> None:
+        """Hand pending lines to the writer thread and to `recent`."""
+        lines = self.lines
+        if not lines:
+            return
+        self.lines = []
+        self.total += len(lines)
+        self.recent.extend(lines[-(self.recent.maxlen or 1000) :])
+        if self._thread is not None:
+            self._queue.put(b"".join(lines))
+
+    def close(self) -> None:
+        """Flush everything and wait for the writer thread to finish."""
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    # ------------------------------------------------------------ writer thread
+
+    def _writer(self) -> None:
+        assert self.path is not None
+        handle = self._open()
+        size = handle.tell() if handle else 0
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                break
+            if handle is None:
+                handle = self._open()
+                if handle is None:
+                    continue
+            if size and size + len(chunk) > self.max_bytes:
+                handle.close()
+                self._rotate()
+                handle = self._open()
+                size = 0
+                if handle is None:
+                    continue
+            try:
+                handle.write(chunk)
+                handle.flush()
+                size += len(chunk)
+            except OSError:
+                self.write_errors += 1
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        assert self.path is not None
+        try:
+            return open(self.path, "ab")
+        except OSError:
+            self.write_errors += 1
+            return None
+
+    def _rotate(self) -> None:
+        assert self.path is not None
+        if self.backups <= 0:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            return
+        for index in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                with contextlib.suppress(OSError):
+                    older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        with contextlib.suppress(OSError):
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
