@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -200,10 +201,8 @@ async def _watch_stdin(done: asyncio.Event) -> None:
         def connection_lost(self, exc: Exception | None) -> None:
             done.set()
 
-    try:
+    with contextlib.suppress(OSError, ValueError):
         await loop.connect_read_pipe(_Watch, sys.stdin)
-    except (OSError, ValueError):
-        pass
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

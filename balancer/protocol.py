@@ -343,7 +343,8 @@ def describe(answer: dict) -> str:
     if "goodbye" in answer:
         return f"#{rid} goodbye"
     op = answer.get("op", "?")
-    return f"#{rid} {op} {_num(answer.get('a'))} {_num(answer.get('b'))} = {_num(answer.get('result'))}  {where}".rstrip()
+    a, b, result = (_num(answer.get(k)) for k in ("a", "b", "result"))
+    return f"#{rid} {op} {a} {b} = {result}  {where}".rstrip()
 
 
 def _num(value: object) -> str:
