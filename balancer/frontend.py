@@ -173,6 +173,7 @@ class ClientConnection(asyncio.Protocol):
         if count:
             balancer.next_sid = sid
             rr.pos = pos
+            rr.picks += count
             self.pending += count
             self.requests += count
             balancer.requests += count

@@ -12,10 +12,11 @@ class RoundRobin(Generic[T]):
     """Strict rotation in configured order over the members that are eligible.
 
     `ring` holds the eligible members in configured order and `pos` the index of
-    the next pick; the balancer's hot loop reads both directly. `rebuild()` runs
-    on every state change and keeps the rotation where it was: after a member
-    leaves or rejoins, the next pick is the first eligible member after the one
-    picked last, so 1,2,3 with 2 down goes 1,3,1,3 and with 2 back 1,2,3 again.
+    the next pick; the balancer's hot loop reads both directly, writes `pos` back
+    and adds to `picks`. `rebuild()` runs on every state change and keeps the
+    rotation where it was: the next pick is the first eligible member after the
+    one picked last, in configured order, so 1,2,3 with 2 down goes 1,3,1,3 and
+    with 2 back 1,2,3 again. Before any pick the rotation starts at the first.
     """
 
     def __init__(self, members: Sequence[T], eligible: Callable[[T], bool]) -> None:
@@ -23,6 +24,7 @@ class RoundRobin(Generic[T]):
         self.eligible = eligible
         self.ring: list[T] = []
         self.pos = 0
+        self.picks = 0
         self.rebuild()
 
     def add(self, member: T) -> None:
@@ -42,6 +44,7 @@ class RoundRobin(Generic[T]):
         member = ring[pos]
         pos += 1
         self.pos = 0 if pos >= len(ring) else pos
+        self.picks += 1
         return member
 
     def peek(self) -> T | None:
@@ -50,17 +53,15 @@ class RoundRobin(Generic[T]):
 
     def rebuild(self) -> None:
         """Recompute the ring after a state change, keeping the rotation's place."""
-        nxt = self.peek()
-        anchor = self.members.index(nxt) if nxt is not None and nxt in self.members else 0
+        old = self.ring
+        last = old[self.pos - 1] if old and self.picks else None
         ring = [m for m in self.members if self.eligible(m)]
         self.ring = ring
-        if not ring:
-            self.pos = 0
+        self.pos = 0
+        if not ring or last is None or last not in self.members:
             return
-        # Next pick: the first eligible member at or after the one that was due.
-        order = {id(m): i for i, m in enumerate(self.members)}
+        after = self.members.index(last)
         for index, member in enumerate(ring):
-            if order[id(member)] >= anchor:
+            if self.members.index(member) > after:
                 self.pos = index
                 return
-        self.pos = 0

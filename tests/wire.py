@@ -1,0 +1,47 @@
+"""A bare line-oriented TCP peer for tests: asyncio streams, no project code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+
+class Wire:
+    """One TCP connection that writes raw lines and reads JSON answer lines."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int, host: str = "127.0.0.1") -> Wire:
+        reader, writer = await asyncio.open_connection(host, port, limit=2**20)
+        return cls(reader, writer)
+
+    async def send(self, *lines: bytes | str) -> None:
+        data = b"".join((x.encode() if isinstance(x, str) else x) + b"\n" for x in lines)
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def answer(self, timeout: float = 10.0) -> dict:
+        line = await asyncio.wait_for(self.reader.readline(), timeout)
+        if not line:
+            raise ConnectionError("closed by the balancer")
+        return json.loads(line)
+
+    async def answers(self, count: int, timeout: float = 30.0) -> list[dict]:
+        async def read_all() -> list[dict]:
+            return [await self.answer(timeout) for _ in range(count)]
+
+        return await asyncio.wait_for(read_all(), timeout)
+
+    async def closed(self, timeout: float = 10.0) -> bool:
+        """True once the peer closed the connection (reads EOF)."""
+        rest = await asyncio.wait_for(self.reader.read(), timeout)
+        return rest == b""
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
