@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from balancer.balancer import Balancer
     from balancer.frontend import ClientConnection
 
-# An in-flight request: (client, client id prefix `{"id":7`, payload sent to the
-# server, time dispatched, server it was re-dispatched from or None, balancer id).
-Entry = tuple["ClientConnection", bytes, bytes, float, "str | None", int]
+# An in-flight request: (client, the client's id as the prefix of its answer
+# `{"id":7`, the request line sent to the server, time dispatched, the server it
+# was re-dispatched from or None). A server numbers the lines it reads on a
+# connection 1, 2, 3...; that number is the answer's id and the in-flight key.
+Entry = tuple["ClientConnection", bytes, bytes, float, "str | None"]
 
 SAMPLES = 2048
 """Latency samples kept per server for the percentiles."""
@@ -57,9 +59,14 @@ class Backend:
         self.reason = "waiting for the first check"
         self.changed_at = time.monotonic()
         self.inflight: dict[int, Entry] = {}
+        """In-flight requests keyed by their line number on the current connection."""
+        self.sent = 0
+        """Lines written (or queued) on the current connection."""
         self.out: list[bytes] = []
         self.conn: BackendConnection | None = None
         self.connecting = False
+        self.dirty = False
+        """True while queued in the balancer's list of servers to write to."""
         self.suffix = b',"server":' + orjson.dumps(name) + b"}\n"
         self.pings: dict[int, asyncio.Future[dict[str, Any]]] = {}
         # Health-check streaks (see health.HealthPolicy).
@@ -101,12 +108,14 @@ class Backend:
 
     def flush(self) -> None:
         """Write everything queued for this server in one call."""
+        self.dirty = False
         out = self.out
         if not out:
             return
         conn = self.conn
         if conn is not None and conn.transport is not None:
-            conn.transport.write(b"".join(out))
+            out.append(b"")
+            conn.transport.write(b"\n".join(out))
         out.clear()
 
 
@@ -131,70 +140,72 @@ class BackendConnection(asyncio.Protocol):
             data = self.buffer + data
         lines = data.split(b"\n")
         self.buffer = lines.pop()
+        if not lines:
+            return
         backend = self.backend
         balancer = self.balancer
         inflight = backend.inflight
         suffix = backend.suffix
-        samples = backend.samples.append
         now = time.monotonic()
         log = balancer.log
         logging = log.log_requests
         if logging:
             stamp = log.stamp()
-            log_append = log.lines.append
-        dirty: list[ClientConnection] = []
-        served = errors = late = 0
-        latency_sum = 0.0
-        recent: list[tuple[bytes, float]] | None = [] if len(lines) <= 16 else None
+            log_append = log.pieces.append
+        dirty = balancer.dirty_clients
+        answered = late = 0
+        sent_sum = 0.0
+        # Latency samples (for p99) and the responses panel take every answer
+        # of a small chunk but only the last of a big one: per chunk, not per request.
+        few = len(lines) <= 16
+        recent = balancer.recent_answers
+        samples = backend.samples
         out = b""
-        latency = 0.0
+        last_sent = 0.0
         for line in lines:
-            if line[6:7] == b"-":
-                balancer.pong_received(backend, line)
-                continue
             cut = line.find(b",", 6)
             try:
-                sid = int(line[6:cut])
+                number = int(line[6:cut])
             except ValueError:
                 late += balancer.foreign_answer(backend, line)
                 continue
-            entry = inflight.pop(sid, None)
+            entry = inflight.pop(number, None)
             if entry is None:
-                late += 1
+                if number < 0:
+                    balancer.pong_received(backend, line)
+                else:
+                    late += 1
                 continue
             client = entry[0]
             out = entry[1] + line[cut:-1] + suffix
-            if line[cut + 1 : cut + 8] == b'"error"':
-                errors += 1
-            else:
-                served += 1
-            latency = now - entry[3]
-            latency_sum += latency
-            samples(latency)
+            answered += 1
+            last_sent = entry[3]
+            sent_sum += last_sent
             client.pending -= 1
-            if client.alive:
-                queued = client.out
-                if not queued:
-                    dirty.append(client)
-                queued.append(out)
+            queued = client.out
+            if not queued:
+                dirty.append(client)
+            queued.append(out)
             if logging:
-                if entry[4] is None:
-                    log_append(stamp + client.tag + out)
-                else:
-                    log_append(stamp + client.tag + b"(re-dispatched from %b) " % entry[4].encode()
-                               + out)
-            if recent is not None:
-                recent.append((out, latency))
-        backend.served += served
-        backend.errors += errors
-        backend.late += late
-        backend.latency_sum += latency_sum
-        backend.latency_n += served + errors
-        if served or errors:
-            balancer.answered += served + errors
-            if recent is None:
-                balancer.recent_answers.append((now, out, latency))
-            else:
-                balancer.recent_answers.extend((now, o, lat) for o, lat in recent)
-        for client in dirty:
-            client.flush()
+                log_append(stamp)
+                log_append(client.tag if entry[4] is None
+                           else client.tag + b"(re-dispatched from %b) " % entry[4].encode())
+                log_append(out)
+            if few:
+                samples.append(now - last_sent)
+                recent.append((now, out, now - last_sent))
+        if answered:
+            errors = min(answered, data.count(b',"error":'))
+            backend.errors += errors
+            backend.served += answered - errors
+            backend.late += late
+            backend.latency_sum += answered * now - sent_sum
+            backend.latency_n += answered
+            balancer.answered += answered
+            if not few:
+                samples.append(now - last_sent)
+                recent.append((now, out, now - last_sent))
+            if not balancer.flush_scheduled:
+                balancer.schedule_flush()
+        elif late:
+            backend.late += late

@@ -65,7 +65,6 @@ class Balancer:
         self.clients: set[ClientConnection] = set()
         self.health = HealthChecker(self, self.config.health)
         self.waiting: deque[Entry] = deque()
-        self.next_sid = 1
         self.requests = 0
         self.answered = 0
         self.local_errors = 0
@@ -78,6 +77,12 @@ class Balancer:
         self.recent_answers: deque[tuple[float, bytes, float]] = deque(maxlen=256)
         """(time, answer line, latency in s) for the latest answers."""
         self.listeners: list[StateListener] = []
+        # Writes are deferred to the end of the loop iteration, so every client
+        # and server gets one write per iteration however many chunks were read.
+        self.dirty_clients: list[ClientConnection] = []
+        self.dirty_backends: list[Backend] = []
+        self.flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.host = self.config.host
         self.port = 0
         self.started = time.monotonic()
@@ -97,6 +102,7 @@ class Balancer:
     async def start(self) -> int:
         """Listen, start checks and the sweeper; returns the real port."""
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self.log.start()
         self._server = await loop.create_server(
             self._new_client, self.config.host, self.config.port, backlog=4096,
@@ -228,6 +234,7 @@ class Balancer:
             protocol.transport and protocol.transport.close()
             return
         backend.conn = protocol
+        backend.sent = 0
         self.rr.rebuild()
 
     async def ping(self, backend: Backend, timeout: float) -> dict:
@@ -238,7 +245,10 @@ class Balancer:
         ping_id = next(self._ping_ids)
         future: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
         backend.pings[ping_id] = future
-        conn.transport.write(b'{"id":%d,"op":"ping"}\n' % ping_id)
+        # In line with the requests: the server counts this line too.
+        backend.sent += 1
+        backend.out.append(b'{"id":%d,"op":"ping"}' % ping_id)
+        backend.flush()
         try:
             return await asyncio.wait_for(future, timeout)
         finally:
@@ -315,7 +325,7 @@ class Balancer:
                 client.pending -= 1
                 self.discarded += 1
                 continue
-            self._dispatch((client, entry[1], entry[2], now, origin, entry[5]))
+            self._dispatch((client, entry[1], entry[2], now, origin))
         self._flush_servers()
 
     def _dispatch(self, entry: Entry) -> None:
@@ -323,13 +333,44 @@ class Balancer:
         if target is None:
             self.waiting.append(entry)
             return
-        target.inflight[entry[5]] = entry
+        number = target.sent + 1
+        target.sent = number
+        target.inflight[number] = entry
         target.out.append(entry[2])
-        self.recent_routes.append((target.name, entry[0].name, entry[2], entry[4]))
 
     def _flush_servers(self) -> None:
         for backend in self.rr.ring:
+            if backend.out:
+                self._note_routes(backend)
             backend.flush()
+
+    def schedule_flush(self) -> None:
+        """Write what the hot paths queued once this loop iteration's reads are done."""
+        self.flush_scheduled = True
+        loop = self._loop or asyncio.get_running_loop()
+        loop.call_soon(self.flush_all)
+
+    def flush_all(self) -> None:
+        self.flush_scheduled = False
+        backends, self.dirty_backends = self.dirty_backends, []
+        for backend in backends:
+            if backend.out:
+                self._note_routes(backend)
+            backend.flush()
+        clients, self.dirty_clients = self.dirty_clients, []
+        for client in clients:
+            client.flush()
+
+    def _note_routes(self, backend: Backend) -> None:
+        """Remember the latest requests sent to a server, for the routing panel."""
+        recent = self.recent_routes
+        inflight = backend.inflight
+        last = backend.sent
+        tail = backend.out[-8:]
+        for number, payload in enumerate(tail, start=last - len(tail) + 1):
+            entry = inflight.get(number)
+            if entry is not None:
+                recent.append((backend.name, entry[0].name, payload, entry[4]))
 
     def enqueue(self, entry: Entry) -> None:
         """Hold a request while no server is UP; refuse it when the queue is full."""

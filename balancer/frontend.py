@@ -1,16 +1,16 @@
 """One client connection to the balancer: the other half of the hot path.
 
-`data_received` splits the chunk into lines, gives each request a balancer id,
-hands it to the next server in the rotation and queues it there; every server
-touched gets one write per chunk. Text requests are forwarded inside a JSON
-wrapper without being parsed (the server parses them); anything unusual takes
-the slow path, which answers bad input itself.
+`data_received` splits the chunk into lines and hands each request to the next
+server in the rotation, queued for one write per server per loop iteration.
+Text requests are forwarded verbatim (the server parses and validates them and
+numbers them by their line on its connection, which is the id the balancer
+matches the answer by); JSON requests are forwarded without their id. Lines
+that need it (JSON, `exit`, `ping`, blanks, CR) take the careful path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import TYPE_CHECKING
 
@@ -21,9 +21,12 @@ from balancer.protocol import EXIT_WORDS, MAX_LINE, PING_WORD, error_line, json_
 if TYPE_CHECKING:
     from balancer.balancer import Balancer
 
-# Lines the fast path must not wrap as they are: JSON, leading blanks, characters
-# that need escaping inside a JSON string, and the words the balancer answers itself.
-_SLOW = re.compile(rb'^[\s{\[]|["\\\x00-\x1f\x7f-\xff]|^(?i:exit|quit|ping)\s*$').search
+# Bytes that can only make plain text requests. A chunk with any other byte
+# (braces of JSON, CR, tabs, non-ASCII, or x/q/g, which `exit`, `quit` and
+# `ping` need) takes the careful path; `translate` finds out in one C pass.
+_PLAIN = bytes(sorted(set(
+    b"abcdefhijklmnoprstuvwyzABCDEFHIJKLMNOPRSTUVWYZ0123456789+-*/.,;:=()_ \n"
+)))
 
 _SKIP = 0
 _STOP = 1
@@ -123,33 +126,28 @@ class ClientConnection(asyncio.Protocol):
             data = self.buffer + data
         lines = data.split(b"\n")
         self.buffer = lines.pop()
+        # One scan of the whole chunk decides whether any line needs a closer
+        # look (JSON, CR, leading blanks, exit/quit/ping, an over-long line);
+        # plain text lines are then forwarded verbatim with no per-line test.
+        careful = (
+            len(data) > MAX_LINE
+            or data.translate(None, _PLAIN) != b""
+            or data[:1] == b" "
+            or b"\n " in data
+        )
         balancer = self.balancer
         rr = balancer.rr
         ring = rr.ring
         n = len(ring)
         pos = rr.pos
-        sid = balancer.next_sid
         seq = self.seq
         now = time.monotonic()
-        slow = _SLOW
         count = 0
         for line in lines:
             if not line:
                 continue
-            if len(line) > MAX_LINE:
-                seq += 1
-                self._too_long(seq)
-                break
-            if line[-1] == 13:
-                line = line[:-1]
-                if not line:
-                    continue
-            if slow(line) is None:
-                seq += 1
-                prefix = b'{"id":%d' % seq
-                payload = b'{"id":%d,"text":"%b"}\n' % (sid, line)
-            else:
-                prepared = self._prepare(line, seq + 1, sid)
+            if careful:
+                prepared = self._prepare(line, seq + 1)
                 if prepared is _SKIP:
                     continue
                 seq += 1
@@ -157,42 +155,51 @@ class ClientConnection(asyncio.Protocol):
                     break
                 if prepared is None:
                     continue
-                prefix, payload = prepared
+                prefix, line = prepared
+            else:
+                seq += 1
+                prefix = b'{"id":%d' % seq
             count += 1
             if n:
                 backend = ring[pos]
                 pos += 1
                 if pos == n:
                     pos = 0
-                backend.inflight[sid] = (self, prefix, payload, now, None, sid)
-                backend.out.append(payload)
+                number = backend.sent + 1
+                backend.sent = number
+                backend.inflight[number] = (self, prefix, line, now, None)
+                backend.out.append(line)
             else:
-                balancer.enqueue((self, prefix, payload, now, None, sid))
-            sid += 1
+                balancer.enqueue((self, prefix, line, now, None))
         self.seq = seq
         if count:
-            balancer.next_sid = sid
             rr.pos = pos
             rr.picks += count
             self.pending += count
             self.requests += count
             balancer.requests += count
-            recent = balancer.recent_routes
+            dirty = balancer.dirty_backends
             for backend in ring:
-                queued = backend.out
-                if queued:
-                    recent.extend((backend.name, self.name, p) for p in queued[-8:])
-                    backend.flush()
+                if backend.out and not backend.dirty:
+                    backend.dirty = True
+                    dirty.append(backend)
+            if not balancer.flush_scheduled:
+                balancer.schedule_flush()
             if self.pending >= balancer.config.max_inflight and self.transport is not None:
                 self.paused_by_inflight = True
                 self.transport.pause_reading()
         if len(self.buffer) > MAX_LINE and not self.exiting:
             self.seq += 1
             self._too_long(self.seq)
-        self.flush()
+        if self.out or self.exiting:
+            self.flush()
 
-    def _prepare(self, line: bytes, seq: int, sid: int) -> tuple[bytes, bytes] | int | None:
-        """The slow path: returns (prefix, payload), or answers locally and returns None."""
+    def _prepare(self, line: bytes, seq: int) -> tuple[bytes, bytes] | int | None:
+        """The careful path for one line: returns (client id prefix, line to forward),
+        _SKIP for a blank line, _STOP after `exit`, or None when answered here."""
+        if len(line) > MAX_LINE:
+            self._too_long(seq)
+            return _STOP
         stripped = line.strip()
         if not stripped:
             return _SKIP
@@ -203,45 +210,41 @@ class ClientConnection(asyncio.Protocol):
         if lowered == PING_WORD:
             self._answer(self.balancer.pong_line(seq))
             return None
-        if stripped[:1] in (b"{", b"["):
-            try:
-                obj = orjson.loads(stripped)
-            except orjson.JSONDecodeError as exc:
-                reason = str(exc).split(":", 1)[0][:80]
-                self._answer(error_line(seq, f"malformed JSON: {reason}"))
-                return None
-            if not isinstance(obj, dict):
-                self._answer(error_line(seq, "a JSON request must be an object"))
-                return None
-            rid = obj.get("id")
-            if rid is None:
-                prefix = b'{"id":%d' % seq
-                rid = seq
-            elif valid_id(rid):
-                prefix = b'{"id":' + json_id(rid)
-            else:
-                self._answer(error_line(seq, "id must be an integer or a string"))
-                return None
-            op = obj.get("op")
-            if isinstance(op, str) and op.lower() in ("exit", "quit"):
-                self._begin_exit(rid)
-                return _STOP
-            if isinstance(op, str) and op.lower() == "ping":
-                self._answer(self.balancer.pong_line(rid))
-                return None
-            obj["id"] = sid
-            try:
-                payload = orjson.dumps(obj) + b"\n"
-            except TypeError:
-                self._answer(error_line(rid, "number out of range"))
-                return None
-            return prefix, payload
+        if stripped[:1] not in (b"{", b"["):
+            # Text goes to the server as typed; the server parses and validates it.
+            return b'{"id":%d' % seq, stripped
         try:
-            text = stripped.decode("utf-8")
-        except UnicodeDecodeError:
-            self._answer(error_line(seq, "invalid UTF-8"))
+            obj = orjson.loads(stripped)
+        except orjson.JSONDecodeError as exc:
+            reason = str(exc).split(":", 1)[0][:80]
+            self._answer(error_line(seq, f"malformed JSON: {reason}"))
             return None
-        return b'{"id":%d' % seq, b'{"id":%d,"text":%b}\n' % (sid, orjson.dumps(text))
+        if not isinstance(obj, dict):
+            self._answer(error_line(seq, "a JSON request must be an object"))
+            return None
+        rid = obj.pop("id", None)
+        if rid is None:
+            prefix = b'{"id":%d' % seq
+            rid = seq
+        elif valid_id(rid):
+            prefix = b'{"id":' + json_id(rid)
+        else:
+            self._answer(error_line(seq, "id must be an integer or a string"))
+            return None
+        op = obj.get("op")
+        if isinstance(op, str) and op.lower() in ("exit", "quit"):
+            self._begin_exit(rid)
+            return _STOP
+        if isinstance(op, str) and op.lower() == "ping":
+            self._answer(self.balancer.pong_line(rid))
+            return None
+        # Without its id the request means the same on any server connection,
+        # where the server numbers it by its line, so a re-dispatch resends it as is.
+        try:
+            return prefix, orjson.dumps(obj)
+        except TypeError:
+            self._answer(error_line(rid, "number out of range"))
+            return None
 
     def _too_long(self, seq: int) -> None:
         self._answer(error_line(seq, f"line too long (limit {MAX_LINE} bytes); closing"))
@@ -257,7 +260,7 @@ class ClientConnection(asyncio.Protocol):
         self.out.append(line)
         balancer = self.balancer
         if balancer.log.log_requests:
-            balancer.log.lines.append(balancer.log.stamp() + self.tag + line)
+            balancer.log.line(self.tag, line)
         if b'"error"' in line[:40]:
             balancer.local_errors += 1
 

@@ -1,9 +1,10 @@
 """`loadbalancer.log`: timestamped lines, buffered in memory and written by a thread.
 
-The balancer appends ready-made byte lines (one per request, written when it
-completes) without formatting or locking; a timer hands each batch to a writer
-thread that appends to the file and rotates it by size. The console reads the
-same lines from `recent`.
+On the hot path the balancer appends each line as three pieces to `pieces`
+(stamp, tag, body ending in a newline), without formatting, joining or
+locking: one line per request, written when it completes. A timer hands each
+batch to a writer thread that joins it, appends it to the file and rotates
+the file by size. The console reads the same lines, whole, from `recent`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 
 class RequestLog:
-    """The balancer's log: `event()` for rare lines, `lines.append()` on the hot path."""
+    """The balancer's log: `event()` for rare lines, three `pieces` appends on the hot path."""
 
     def __init__(
         self,
@@ -36,15 +37,15 @@ class RequestLog:
         self.backups = backups
         self.flush_interval = flush_interval
         self.log_requests = log_requests
-        self.lines: list[bytes] = []
-        """Pending lines, each already stamped and ending in a newline."""
+        self.pieces: list[bytes] = []
+        """Pending lines, three pieces each: stamp, tag, body (ending in a newline)."""
         self.recent: deque[bytes] = deque(maxlen=keep_recent)
         self.total = 0
         """Lines flushed so far; the console uses it to see what is new in `recent`."""
         self.write_errors = 0
         self._stamp_second = -1
         self._stamp_prefix = b""
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,7 +64,11 @@ class RequestLog:
 
     def event(self, text: str) -> None:
         """Log one line of text (state changes, connections, operator actions)."""
-        self.lines.append(self.stamp() + text.encode("utf-8", "replace") + b"\n")
+        self.pieces += (self.stamp(), b"", text.encode("utf-8", "replace") + b"\n")
+
+    def line(self, tag: bytes, body: bytes) -> None:
+        """Log one ready-made line (`body` ends in a newline)."""
+        self.pieces += (self.stamp(), tag, body)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -86,14 +91,16 @@ class RequestLog:
 
     def flush(self) -> None:
         """Hand pending lines to the writer thread and to `recent`."""
-        lines = self.lines
-        if not lines:
+        pieces = self.pieces
+        if not pieces:
             return
-        self.lines = []
-        self.total += len(lines)
-        self.recent.extend(lines[-(self.recent.maxlen or 1000) :])
+        self.pieces = []
+        self.total += len(pieces) // 3
+        keep = 3 * (self.recent.maxlen or 1000)
+        tail = pieces[-keep:]
+        self.recent.extend(b"".join(tail[i : i + 3]) for i in range(0, len(tail), 3))
         if self._thread is not None:
-            self._queue.put(b"".join(lines))
+            self._queue.put(pieces)
 
     def close(self) -> None:
         """Flush everything and wait for the writer thread to finish."""
@@ -115,9 +122,10 @@ class RequestLog:
         handle = self._open()
         size = handle.tell() if handle else 0
         while True:
-            chunk = self._queue.get()
-            if chunk is None:
+            pieces = self._queue.get()
+            if pieces is None:
                 break
+            chunk = b"".join(pieces)
             if handle is None:
                 handle = self._open()
                 if handle is None:
