@@ -49,6 +49,8 @@ class RuntimeConfig:
     server_delay: float = 0.0
     server_ports: dict[str, int] = field(default_factory=dict)
     """Fixed ports for some spawned servers (normally every server gets port 0)."""
+    server_delays: dict[str, float] = field(default_factory=dict)
+    """Per-server answer delays in seconds (a slow server), overriding server_delay."""
 
     def balancer_config(self) -> BalancerConfig:
         return BalancerConfig(
@@ -110,7 +112,8 @@ class Runtime:
         names = [f"server{i}" for i in range(1, c.servers + 1)]
         for name in names:
             self.balancer.add_backend(name)
-            self.supervisor.declare(name, port=c.server_ports.get(name, 0))
+            self.supervisor.declare(name, port=c.server_ports.get(name, 0),
+                                    delay=c.server_delays.get(name))
         self.started = True
         for name in names:
             self.log.event(f"{name} spawning")

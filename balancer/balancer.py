@@ -310,7 +310,13 @@ class Balancer:
         """Send every request the server holds to the next UP server (or the queue)."""
         entries = list(backend.inflight.values())
         backend.inflight.clear()
-        backend.out.clear()
+        if backend.conn is not None:
+            # Still connected (a frozen server): write what was queued, so the
+            # server's line numbers stay in step with ours; its answers will
+            # come late and be dropped.
+            backend.flush()
+        else:
+            backend.out.clear()
         if not entries:
             return
         backend.redispatched += len(entries)

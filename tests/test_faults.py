@@ -1,0 +1,204 @@
+"""Failures real balancers meet, injected into real server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from app.runtime import Runtime
+from tests.chaos import crash_storm, frozen_server
+from tests.conftest import RuntimeFactory
+from tests.test_cli import LBCONSOLE, alive, server_pids
+from tests.wire import Wire
+
+
+async def wait_state(runtime: Runtime, name: str, state: str, timeout: float = 15.0) -> None:
+    backend = runtime.balancer.backend(name)
+    deadline = time.monotonic() + timeout
+    while backend.state.value != state:
+        assert time.monotonic() < deadline, f"{name} is {backend.state}, not {state}"
+        await asyncio.sleep(0.01)
+
+
+async def test_crash_storm_loses_and_duplicates_nothing(make_runtime: RuntimeFactory) -> None:
+    runtime = await make_runtime()
+    report = await crash_storm(runtime, total=50_000, clients=4, pace=0.004)
+    print(report.summary())
+    assert report.sent == report.answered == 50_000
+    assert (report.lost, report.duplicates, report.wrong) == (0, 0, 0)
+    assert not report.errors, report.errors
+    assert report.faults >= 3
+    assert runtime.balancer.inflight_total() == 0
+
+
+async def test_frozen_server_is_detected_and_its_late_answers_dropped(
+    make_runtime: RuntimeFactory,
+) -> None:
+    runtime = await make_runtime(request_timeout=1.0, check_timeout=0.5)
+    report, facts = await frozen_server(runtime, total=12_000, clients=2)
+    print(report.summary(), facts)
+    assert report.sent == report.answered == 12_000
+    assert (report.lost, report.duplicates, report.wrong) == (0, 0, 0)
+    assert not report.errors
+    assert "no answer for" in str(facts["reason"]) or "check" in str(facts["reason"])
+    assert report.redispatched > 0
+    assert report.late_dropped > 0
+    # Requests stuck on the frozen server were re-sent within the request timeout
+    # (plus one sweep and one check interval of slack).
+    assert report.max_detect is not None and report.max_detect < 1.0 + 1.0
+    # It is back in the rotation.
+    wire = await Wire.open(runtime.balancer.port)
+    await wire.send(*["somma 1 1"] * 6)
+    servers = {a["server"] for a in await wire.answers(6)}
+    await wire.close()
+    assert "server2" in servers
+
+
+async def test_slow_server_loses_nothing_and_shows_its_latency(
+    make_runtime: RuntimeFactory,
+) -> None:
+    runtime = await make_runtime(server_delays={"server2": 0.03})
+    wire = await Wire.open(runtime.balancer.port)
+    await wire.send(*[f"somma {i} {i}" for i in range(3000)])
+    answers = await wire.answers(3000, timeout=60)
+    await wire.close()
+    assert sorted(a["id"] for a in answers) == list(range(1, 3001))
+    assert all(a["result"] == 2 * (a["id"] - 1) for a in answers)
+    rows = {r.name: r for r in runtime.rows()}
+    assert rows["server2"].served == 1000
+    # Every answer of server2 waited at least its 30 ms delay; the stats show it.
+    assert rows["server2"].mean_ms is not None and rows["server2"].mean_ms >= 30
+    assert rows["server2"].p99_ms is not None and rows["server2"].p99_ms >= 30
+    assert rows["server1"].mean_ms is not None and rows["server1"].mean_ms < rows["server2"].mean_ms
+
+
+async def test_all_down_then_one_back(make_runtime: RuntimeFactory) -> None:
+    runtime = await make_runtime(servers=2, queue_timeout=3.0)
+    runtime.kill(1)
+    runtime.kill(2)
+    await wait_state(runtime, "server1", "DOWN")
+    await wait_state(runtime, "server2", "DOWN")
+    wire = await Wire.open(runtime.balancer.port)
+    await wire.send(*[f"moltiplicazione {i} 2" for i in range(100)])
+    await asyncio.sleep(0.2)
+    assert len(runtime.balancer.waiting) == 100
+    # Waiting costs no CPU: the balancer sleeps on timers, it does not spin.
+    cpu_before, wall_before = time.process_time(), time.monotonic()
+    sweeps_before = runtime.balancer.health.checks
+    await asyncio.sleep(1.0)
+    cpu = time.process_time() - cpu_before
+    wall = time.monotonic() - wall_before
+    assert cpu < 0.5 * wall, f"{cpu:.2f}s of CPU in {wall:.2f}s of waiting"
+    assert runtime.balancer.health.checks - sweeps_before < 50
+    await runtime.restart(1)
+    answers = await wire.answers(100)
+    assert sorted(a["result"] for a in answers) == [2 * i for i in range(100)]
+    assert {a["server"] for a in answers} == {"server1"}
+    # Beyond the queue timeout: a clear error, for exactly those requests.
+    runtime.kill(1)
+    await wait_state(runtime, "server1", "DOWN")
+    await wire.send("somma 1 1", "somma 2 2")
+    late = await wire.answers(2, timeout=10)
+    assert [a["error"] for a in late] == ["no server available"] * 2
+    await wire.close()
+
+
+async def test_server_that_fails_to_start(make_runtime: RuntimeFactory) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    try:
+        runtime = await make_runtime(wait_up=False, server_ports={"server2": taken})
+        assert await runtime.wait_until_up(2, timeout=20)
+        await wait_state(runtime, "server2", "DOWN")
+        reason = runtime.balancer.backend("server2").reason
+        assert f"cannot listen on 127.0.0.1:{taken}" in reason and "in use" in reason
+        wire = await Wire.open(runtime.balancer.port)
+        await wire.send(*["somma 2 2"] * 4)
+        answers = await wire.answers(4)
+        assert {a["server"] for a in answers} == {"server1", "server3"}
+        message = await runtime.restart(2)
+        assert "failed to restart" in message
+        blocker.close()
+        message = await runtime.restart(2)
+        assert "restarted" in message
+        await wait_state(runtime, "server2", "UP")
+        await wire.send(*["somma 2 2"] * 3)
+        assert "server2" in {a["server"] for a in await wire.answers(3)}
+        await wire.close()
+    finally:
+        blocker.close()
+
+
+def test_sigterm_answers_everything_in_flight_and_stops_clean(tmp_path: Path) -> None:
+    log = tmp_path / "lb.log"
+    process = subprocess.Popen(
+        [*LBCONSOLE, "serve", "--port", "0", "--log-file", str(log), "--server-delay", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(re.findall(r":(\d+)$", process.stdout.readline().strip())[0])
+        pids = server_pids(log)
+        deadline = time.monotonic() + 20
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            while time.monotonic() < deadline:
+                sock.sendall(b"ping\n")
+                if json.loads(sock.makefile().readline())["servers_up"] == 3:
+                    break
+                time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(b"".join(b"somma %d 1\n" % i for i in range(300)))
+            time.sleep(0.1)
+            process.send_signal(signal.SIGTERM)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        answers = [json.loads(line) for line in data.splitlines()]
+        assert sorted(a["id"] for a in answers) == list(range(1, 301))
+        assert all("result" in a or a["error"] == "balancer shutting down" for a in answers)
+        assert process.wait(timeout=20) == 0
+        assert not [p for p in pids if alive(p)]
+        text = log.read_text()
+        assert text.rstrip().endswith("all servers stopped")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.chaos
+async def test_chaos_report(make_runtime: RuntimeFactory) -> None:
+    """`make chaos`: larger counts, default timeouts, a printed report."""
+    runtime = await make_runtime(check_interval=1.0)
+    storm = await crash_storm(runtime, total=300_000, clients=4, pace=0.002)
+    await runtime.stop()
+    runtime2 = await make_runtime(check_interval=1.0)
+    frozen, facts = await frozen_server(runtime2, total=60_000, clients=4)
+    print()
+    print(storm.summary())
+    print(frozen.summary(), f"rejoined {facts['rejoined_after']:.2f} s after SIGCONT;",
+          f"reason: {facts['reason']}")
+    for report in (storm, frozen):
+        assert report.sent == report.answered
+        assert (report.lost, report.duplicates, report.wrong) == (0, 0, 0)
+
+
+def test_default_bind_is_loopback() -> None:
+    from app.runtime import RuntimeConfig
+
+    assert RuntimeConfig().host == "127.0.0.1"
+    out = subprocess.run([*LBCONSOLE, "serve", "--help"], capture_output=True, text=True,
+                         timeout=30).stdout
+    assert "--host" in out and "exposes" in out
+
+
+
