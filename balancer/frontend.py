@@ -55,6 +55,11 @@ class ClientConnection(asyncio.Protocol):
         """The id of the `exit` request to answer with goodbye; None for a half-close."""
         self.paused_by_inflight = False
         self.paused_by_writer = False
+        self.held: list[bytes] = []
+        """Complete lines read past the in-flight cap, dispatched as answers free room."""
+        self.held_careful = False
+        self.half_closed = False
+        self._held_scheduled = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -92,7 +97,8 @@ class ClientConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # A half-close is an implicit `exit`: answer what is in flight, then close.
-        if not self.exiting:
+        self.half_closed = True
+        if not self.exiting and not self.held:
             self.exiting = True
             self.flush()
         return True
@@ -113,9 +119,22 @@ class ClientConnection(asyncio.Protocol):
         if self.paused_by_inflight and self.pending > self.balancer.config.resume_inflight:
             return
         self.paused_by_inflight = False
-        if self.transport.is_reading():
+        if self.held:
+            # Dispatch what was already read before asking the socket for more.
+            if not self._held_scheduled:
+                self._held_scheduled = True
+                asyncio.get_running_loop().call_soon(self._dispatch_held)
+            return
+        if self.half_closed or self.transport.is_reading():
             return
         self.transport.resume_reading()
+
+    def _dispatch_held(self) -> None:
+        self._held_scheduled = False
+        if self.alive and self.held and not self.exiting:
+            self.data_received(b"")
+        if not self.held:
+            self._maybe_resume()
 
     # ------------------------------------------------------------ requests
 
@@ -136,6 +155,21 @@ class ClientConnection(asyncio.Protocol):
             or b"\n " in data
         )
         balancer = self.balancer
+        if self.held:
+            lines[:0] = self.held
+            careful = careful or self.held_careful
+            self.held = []
+        room = balancer.config.max_inflight - self.pending
+        if len(lines) > room:
+            # Past the in-flight cap: keep the rest (already read) for later and
+            # stop reading, so a client cannot make us hold more than the cap.
+            room = max(room, 0)
+            self.held = lines[room:]
+            self.held_careful = careful
+            del lines[room:]
+            self.paused_by_inflight = True
+            if self.transport is not None:
+                self.transport.pause_reading()
         rr = balancer.rr
         ring = rr.ring
         n = len(ring)
@@ -191,6 +225,8 @@ class ClientConnection(asyncio.Protocol):
         if len(self.buffer) > MAX_LINE and not self.exiting:
             self.seq += 1
             self._too_long(self.seq)
+        if self.half_closed and not self.held:
+            self.exiting = True
         if self.out or self.exiting:
             self.flush()
 
@@ -249,6 +285,7 @@ class ClientConnection(asyncio.Protocol):
     def _too_long(self, seq: int) -> None:
         self._answer(error_line(seq, f"line too long (limit {MAX_LINE} bytes); closing"))
         self.buffer = b""
+        self.held = []
         self.exiting = True
         self.goodbye_id = None
         if self.transport is not None:
@@ -268,6 +305,7 @@ class ClientConnection(asyncio.Protocol):
         self.exiting = True
         self.goodbye_id = rid
         self.buffer = b""
+        self.held = []
         if self.transport is not None:
             self.transport.pause_reading()
 

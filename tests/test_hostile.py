@@ -152,3 +152,33 @@ async def test_client_leaving_with_requests_in_flight(make_runtime: RuntimeFacto
     await other.send("somma 40 2")
     assert (await other.answer())["result"] == 42
     await other.close()
+
+
+async def test_inflight_cap_pauses_reading(make_runtime: RuntimeFactory) -> None:
+    runtime = await make_runtime(max_inflight=50,
+                                 server_delays={"server1": 0.1, "server2": 0.1, "server3": 0.1})
+    wire = await Wire.open(runtime.balancer.port)
+    total = 1500
+    max_pending = 0
+    paused_seen = False
+
+    async def watch() -> None:
+        nonlocal max_pending, paused_seen
+        while True:
+            for client in runtime.balancer.clients:
+                max_pending = max(max_pending, client.pending)
+                paused_seen = paused_seen or client.paused_by_inflight
+            await asyncio.sleep(0.002)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        for start in range(0, total, 10):
+            await wire.send(*[f"somma {i} 1" for i in range(start, start + 10)])
+        answers = await wire.answers(total, timeout=60)
+    finally:
+        watcher.cancel()
+    await wire.close()
+    assert sorted(a["result"] for a in answers) == [i + 1 for i in range(total)]
+    print(f"in flight peaked at {max_pending} for a cap of 50 (reads pause past it)")
+    assert paused_seen
+    assert max_pending <= 50
