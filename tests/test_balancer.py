@@ -10,17 +10,9 @@ from collections import Counter
 from app.runtime import Runtime
 from balancer.protocol import check_answer
 from tests.conftest import RuntimeFactory
-from tests.wire import Wire
+from tests.wire import Wire, wait_until
 
 OPS = ["somma", "sottrazione", "moltiplicazione", "divisione"]
-
-
-async def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def state(runtime: Runtime, name: str) -> str:
@@ -43,13 +35,13 @@ async def test_round_robin_order_skip_and_rejoin(runtime: Runtime) -> None:
     assert order == ["server1", "server2", "server3"] * 3
 
     runtime.kill(2)
-    await wait_for(lambda: state(runtime, "server2") == "DOWN", what="server2 DOWN")
+    await wait_until(lambda: state(runtime, "server2") == "DOWN", what="server2 DOWN")
     after_kill = await sequential_servers(wire, 6)
     assert "server2" not in after_kill
     assert after_kill in (["server1", "server3"] * 3, ["server3", "server1"] * 3)
 
     await runtime.restart(2)
-    await wait_for(lambda: state(runtime, "server2") == "UP", what="server2 back UP")
+    await wait_until(lambda: state(runtime, "server2") == "UP", what="server2 back UP")
     rejoined = await sequential_servers(wire, 6)
     assert Counter(rejoined) == {"server1": 2, "server2": 2, "server3": 2}
     start = rejoined.index("server1")
@@ -103,7 +95,7 @@ async def test_sigkill_mid_batch_loses_and_duplicates_nothing(runtime: Runtime) 
             runtime.freeze(2)
         await wire.send(*lines[start:start + 2000])
         if start == 6000:
-            await wait_for(lambda: len(runtime.balancer.backend("server2").inflight) > 100,
+            await wait_until(lambda: len(runtime.balancer.backend("server2").inflight) > 100,
                            what="requests stuck on server2")
             runtime.kill(2)
         await asyncio.sleep(0.005)
@@ -115,7 +107,7 @@ async def test_sigkill_mid_batch_loses_and_duplicates_nothing(runtime: Runtime) 
     assert runtime.balancer.backend("server2").state.value == "DOWN"
     assert runtime.balancer.backend("server2").redispatched > 100
     await wire.close()
-    await wait_for(lambda: runtime.balancer.inflight_total() == 0, what="in-flight maps empty")
+    await wait_until(lambda: runtime.balancer.inflight_total() == 0, what="in-flight maps empty")
 
 
 BAD_INPUTS = [
@@ -183,7 +175,7 @@ async def test_ids_json_and_text_share_the_connection(runtime: Runtime) -> None:
 async def test_no_server_up_requests_wait_then_get_served(make_runtime: RuntimeFactory) -> None:
     runtime = await make_runtime(servers=1, queue_timeout=10.0)
     runtime.kill(1)
-    await wait_for(lambda: state(runtime, "server1") == "DOWN", what="server1 DOWN")
+    await wait_until(lambda: state(runtime, "server1") == "DOWN", what="server1 DOWN")
     wire = await Wire.open(runtime.balancer.port)
     await wire.send("somma 20 22", "somma 1 1")
     await asyncio.sleep(0.3)
@@ -197,7 +189,7 @@ async def test_no_server_up_requests_wait_then_get_served(make_runtime: RuntimeF
 async def test_no_server_up_past_the_queue_timeout(make_runtime: RuntimeFactory) -> None:
     runtime = await make_runtime(servers=1, queue_timeout=0.5)
     runtime.kill(1)
-    await wait_for(lambda: state(runtime, "server1") == "DOWN", what="server1 DOWN")
+    await wait_until(lambda: state(runtime, "server1") == "DOWN", what="server1 DOWN")
     wire = await Wire.open(runtime.balancer.port)
     started = time.monotonic()
     await wire.send("somma 1 1")
@@ -214,7 +206,7 @@ async def test_log_file_records_connections_requests_answers_states_and_actions(
     await wire.send("somma 3 4", "divisione 1 0", "nonsense")
     await wire.answers(3)
     runtime.kill(3)
-    await wait_for(lambda: state(runtime, "server3") == "DOWN", what="server3 DOWN")
+    await wait_until(lambda: state(runtime, "server3") == "DOWN", what="server3 DOWN")
     await wire.send("exit")
     await wire.answer()
     await wire.close()

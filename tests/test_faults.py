@@ -13,19 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from app.runtime import Runtime
 from tests.chaos import crash_storm, frozen_server
 from tests.conftest import RuntimeFactory
 from tests.test_cli import LBCONSOLE, alive, server_pids
-from tests.wire import Wire
-
-
-async def wait_state(runtime: Runtime, name: str, state: str, timeout: float = 15.0) -> None:
-    backend = runtime.balancer.backend(name)
-    deadline = time.monotonic() + timeout
-    while backend.state.value != state:
-        assert time.monotonic() < deadline, f"{name} is {backend.state}, not {state}"
-        await asyncio.sleep(0.01)
+from tests.wire import Wire, wait_state
 
 
 async def test_crash_storm_loses_and_duplicates_nothing(make_runtime: RuntimeFactory) -> None:

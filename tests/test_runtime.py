@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from pathlib import Path
 
 from app.runtime import Runtime
 from balancer.log import RequestLog
 from tests.conftest import RuntimeFactory
-from tests.wire import Wire
-
-
-async def wait_state(runtime: Runtime, name: str, state: str, timeout: float = 15.0) -> None:
-    backend = runtime.balancer.backend(name)
-    deadline = time.monotonic() + timeout
-    while backend.state.value != state:
-        assert time.monotonic() < deadline, f"{name} is {backend.state}, not {state}"
-        await asyncio.sleep(0.01)
+from tests.wire import Wire, wait_state
 
 
 async def servers_for(runtime: Runtime, count: int) -> Counter[str]:

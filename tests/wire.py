@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 
 
 class Wire:
@@ -45,3 +46,19 @@ class Wire:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+async def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll `predicate` every 10 ms until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def wait_state(runtime, name: str, state: str, timeout: float = 15.0) -> None:
+    """Wait until the balancer shows server `name` in `state`."""
+    backend = runtime.balancer.backend(name)
+    await wait_until(lambda: backend.state.value == state, timeout,
+                     f"{name} {state} (it is {backend.state.value}: {backend.reason})")
