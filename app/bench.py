@@ -22,9 +22,11 @@ from app.bench_procs import (
     BenchError,
     Processes,
     Running,
+    children_cpu_seconds,
     cpu_seconds,
     haproxy_path,
     machine,
+    machine_busy_seconds,
     peak_rss_mb,
     start_balancer,
     start_haproxy,
@@ -138,9 +140,9 @@ def run_target(name: str, procs: Processes, servers: list[Running],
         watched = {s.name: s.pid for s in servers}
         if balancer is not None:
             watched["balancer"] = balancer.pid
-        before = {n: cpu_seconds(pid) for n, pid in watched.items()}
+        before = _cpu_snapshot(watched)
         load = _generate(procs, addresses, args.connections, args.depth, args.requests, args)
-        after = {n: cpu_seconds(pid) for n, pid in watched.items()}
+        after = _cpu_snapshot(watched)
         rss = peak_rss_mb(balancer.pid) if balancer is not None else None
     except BenchError as exc:
         return {"status": "failed", "reason": str(exc)}
@@ -180,6 +182,15 @@ def _generate(procs: Processes, addresses: list[str], connections: int, depth: i
     return procs.run_json("loadgen", command, args.timeout + 30)
 
 
+def _cpu_snapshot(watched: dict[str, int]) -> dict[str, float | None]:
+    """CPU used so far by each watched process, by finished children, and by the machine."""
+    snapshot = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    snapshot["@children"] = children_cpu_seconds()
+    snapshot["@machine"] = machine_busy_seconds()
+    snapshot["@wall"] = time.monotonic()
+    return snapshot
+
+
 def _figures(name: str, load: dict, pingpong: dict, before: dict, after: dict,
              rss: float | None, servers: list[Running]) -> dict:
     elapsed = load.get("elapsed") or 0.0
@@ -192,6 +203,12 @@ def _figures(name: str, load: dict, pingpong: dict, before: dict, after: dict,
     server_cpu = [used(s.name) for s in servers]
     servers_total = sum(c for c in server_cpu if c is not None)
     balancer_cpu = used("balancer")
+    # Whatever else ran on the machine meanwhile (other work, the kernel's share of the
+    # network path not charged to a process): high values mean noisy figures.
+    machine_cpu, ours = used("@machine"), used("@children")
+    others = None
+    if machine_cpu is not None and ours is not None:
+        others = machine_cpu - ours - servers_total - (balancer_cpu or 0.0)
     ok = load.get("ok") and pingpong.get("ok")
     problems = [f"{what}: {r['error']}" for what, r in (("load", load), ("ping-pong", pingpong))
                 if r.get("error")]
@@ -211,6 +228,8 @@ def _figures(name: str, load: dict, pingpong: dict, before: dict, after: dict,
         "servers_cpu_us_per_req": _per_request(servers_total, answered),
         "generator_cpu_cores": _share(load.get("cpu_s"), elapsed),
         "generator_cpu_us_per_req": load.get("cpu_us_per_req"),
+        "others_cpu_cores": _share(max(others, 0.0) if others is not None else None,
+                                   used("@wall") or 0.0),
         "pingpong": {k: pingpong.get(k) for k in ("p50_ms", "p99_ms", "req_per_s", "requests",
                                                     "answered")},
         "load": load,

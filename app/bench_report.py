@@ -85,7 +85,13 @@ def render_table(report: dict) -> str:
                          f"({_num(r['balancer_cpu_us_per_req'], '.2f')} us)")
         each = "+".join(_num(c, ".2f") for c in r["servers_cpu_cores"])
         parts.append(f"servers {each} ({_num(r['servers_cpu_us_per_req'], '.2f')} us)")
+        parts.append(f"other processes {_num(r.get('others_cpu_cores'), '.2f')}")
         lines.append(f"  {name:<12} " + ", ".join(parts))
+    busiest = max((r.get("others_cpu_cores") or 0.0 for r in report["targets"].values()),
+                  default=0.0)
+    if busiest > 0.25:
+        lines.append(f"  warning: other processes used up to {busiest:.2f} cores during a run; "
+                     "the figures are noisy")
     direct = report["targets"].get("direct", {})
     if direct.get("status") == "ok":
         lines.append("  " + limit_of_direct(direct, m["cores"]))
