@@ -59,8 +59,8 @@ def render_table(report: dict) -> str:
         f"uvloop {'on' if m['uvloop'] else 'off'}"
         + (f", HAProxy {m['haproxy']}" if m.get("haproxy") else ", no HAProxy"),
         "",
-        f"{'target':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>7} "
-        f"{'x direct':>8}   {'ping-pong p50 ms':>16} {'added':>7}",
+        f"{'target':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>8} "
+        f"{'x direct':>9}   {'ping-pong p50 ms':>16} {'added':>7}",
     ]
     for name, r in report["targets"].items():
         if r["status"] != "ok":
@@ -69,8 +69,8 @@ def render_table(report: dict) -> str:
         pp = r["pingpong"]
         lines.append(
             f"{name:<12} {_num(r['req_per_s'], ',.0f'):>10} {_num(r['p50_ms'], '.3f'):>8} "
-            f"{_num(r['p99_ms'], '.3f'):>8} {_num(r['peak_rss_mb'], '.1f'):>7} "
-            f"{_num(r.get('ratio_direct'), '.2f'):>8}   {_num(pp.get('p50_ms'), '.3f'):>16} "
+            f"{_num(r['p99_ms'], '.3f'):>8} {_num(r['peak_rss_mb'], '.1f'):>8} "
+            f"{_num(r.get('ratio_direct'), '.2f'):>9}   {_num(pp.get('p50_ms'), '.3f'):>16} "
             f"{_num(pp.get('added_p50_ms'), '+.3f') if name != 'direct' else '-':>7}")
     if report.get("error"):
         lines.append(f"stopped: {report['error']}")
