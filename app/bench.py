@@ -136,6 +136,10 @@ def run_target(name: str, procs: Processes, servers: list[Running],
         if name == "haproxy" and balancer is None:
             return {"status": "skipped", "reason": "haproxy not found on PATH"}
         addresses = [s.address for s in servers] if balancer is None else [balancer.address]
+        # The added latency compares with a direct ping-pong run just before, not with
+        # the one minutes earlier: other work on the machine shifts both alike.
+        baseline = None if balancer is None else _generate(
+            procs, [servers[0].address], 1, 1, args.pingpong_requests, args)
         pingpong = _generate(procs, addresses[:1], 1, 1, args.pingpong_requests, args)
         watched = {s.name: s.pid for s in servers}
         if balancer is not None:
@@ -149,7 +153,13 @@ def run_target(name: str, procs: Processes, servers: list[Running],
     finally:
         if balancer is not None:
             procs.stop(balancer)
-    return _figures(name, load, pingpong, before, after, rss, servers)
+    result = _figures(name, load, pingpong, before, after, rss, servers)
+    if baseline is not None and result["status"] == "ok":
+        base, p50 = baseline.get("p50_ms"), result["pingpong"]["p50_ms"]
+        result["pingpong"]["direct_p50_ms"] = base
+        result["pingpong"]["added_p50_ms"] = (
+            round(p50 - base, 4) if base is not None and p50 is not None else None)
+    return result
 
 
 def _start_target(name: str, procs: Processes, servers: list[Running],
@@ -246,15 +256,11 @@ def _add_ratios(report: dict) -> None:
     targets = report["targets"]
     direct = targets.get("direct", {})
     ceiling = direct.get("req_per_s") if direct.get("status") == "ok" else None
-    base_pp = direct.get("pingpong", {}).get("p50_ms") if ceiling else None
     for result in targets.values():
         if result.get("status") != "ok":
             continue
         rate = result.get("req_per_s")
         result["ratio_direct"] = round(rate / ceiling, 3) if ceiling and rate else None
-        pp = result["pingpong"].get("p50_ms")
-        result["pingpong"]["added_p50_ms"] = (
-            round(pp - base_pp, 4) if pp is not None and base_pp is not None else None)
 
 
 def _share(cpu: float | None, elapsed: float) -> float | None:

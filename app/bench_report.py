@@ -96,7 +96,8 @@ def render_table(report: dict) -> str:
     if direct.get("status") == "ok":
         lines.append("  " + limit_of_direct(direct, m["cores"]))
     notes = [r["note"] for r in report["targets"].values() if r.get("note")]
-    lines += ["", "ping-pong: 1 connection, 1 request in flight; added = p50 minus direct's p50"]
+    lines += ["", "ping-pong: 1 connection, 1 request in flight; added = its p50 minus the p50 "
+                  "of a direct ping-pong run just before it"]
     lines += [f"note: {n}" for n in notes]
     lines += ["", "goals:"]
     for g in report.get("goals", []):
