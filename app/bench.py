@@ -70,8 +70,8 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--depth", type=_positive_int, default=64,
                         help="requests each connection keeps in flight (default 64)")
     parser.add_argument("-n", "--requests", type=_positive_int, default=DEFAULT_REQUESTS,
-                        help=f"requests per target (default {DEFAULT_REQUESTS:,}; the whole "
-                             "default run takes about 40 s on 2 cores)")
+                        help=f"requests per target (default {DEFAULT_REQUESTS:,}: the whole "
+                             "default run, every target, takes 35-50 s on 2 cores)")
     parser.add_argument("--targets", type=_targets, default=None, metavar="LIST",
                         help=f"comma list of {', '.join(TARGETS)} (default: all available)")
     parser.add_argument("--servers", type=_positive_int, default=3,
