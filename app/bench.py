@@ -1,13 +1,314 @@
-"""`lbconsole bench` (work in progress)."""
+"""`lbconsole bench`: throughput and latency of the balancer against direct access and HAProxy.
+
+Starts its own calculation servers, then drives the same load at each target in
+turn from a separate generator process (`python -m balancer.loadgen`), every
+answer checked, and prints a table (or one JSON object with `--json`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from app.bench_procs import (
+    BenchError,
+    Processes,
+    Running,
+    children_cpu_seconds,
+    cpu_seconds,
+    haproxy_path,
+    machine,
+    machine_busy_seconds,
+    peak_rss_mb,
+    start_balancer,
+    start_haproxy,
+    start_servers,
+)
+from app.bench_report import goals, render_table
+
+TARGETS = ("direct", "serve", "serve-nolog", "console", "haproxy")
+DEFAULT_REQUESTS = 1_000_000
+START_TIMEOUT = 20.0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _targets(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown target {', '.join(unknown) or '(none)'}; choose from {', '.join(TARGETS)}")
+    return list(dict.fromkeys(names))
 
 
 def add_bench_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-n", "--requests", type=int, default=1_000_000)
+    parser.description = __doc__.split("\n\n")[0] + (
+        " Targets: direct (the generator spreads its connections over the servers itself: "
+        "the ceiling), serve (`lbconsole serve` with per-request logging, as users run it), "
+        "serve-nolog (--no-request-log), console (the balancer inside the headless console, "
+        "when that exists), haproxy (HAProxy in tcp mode, when on PATH). Every target uses "
+        "the very same server processes.")
+    parser.add_argument("-c", "--connections", type=_positive_int, default=8,
+                        help="client connections of the generator (default 8)")
+    parser.add_argument("-d", "--depth", type=_positive_int, default=64,
+                        help="requests each connection keeps in flight (default 64)")
+    parser.add_argument("-n", "--requests", type=_positive_int, default=DEFAULT_REQUESTS,
+                        help=f"requests per target (default {DEFAULT_REQUESTS:,}: the whole "
+                             "default run, every target, takes 35-50 s on 2 cores)")
+    parser.add_argument("--targets", type=_targets, default=None, metavar="LIST",
+                        help=f"comma list of {', '.join(TARGETS)} (default: all available)")
+    parser.add_argument("--servers", type=_positive_int, default=3,
+                        help="calculation servers to start (default 3)")
+    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                        help="longest one load run may take before it fails (default 120)")
+    parser.add_argument("--stall", type=float, default=5.0, metavar="S",
+                        help="a run with no answer for this long fails (default 5)")
+    parser.add_argument("--pingpong-requests", type=_positive_int, default=5000, metavar="N",
+                        help="requests of the ping-pong run (1 connection, 1 in flight; "
+                             "default 5000)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object with the figures instead of the table")
 
 
 def bench_main(args: argparse.Namespace) -> int:
-    raise SystemExit("lbconsole bench: not built yet")
+    wanted = args.targets or list(TARGETS)
+    settings = {
+        "connections": args.connections, "depth": args.depth, "requests": args.requests,
+        "servers": args.servers, "pingpong_requests": args.pingpong_requests,
+        "timeout": args.timeout, "shared_servers": True,
+    }
+    report: dict = {"machine": machine(), "settings": settings, "targets": {}}
+    say = _progress(args.json)
+    with _terminate_as_interrupt(), _workdir() as workdir:
+        procs = Processes(workdir)
+        try:
+            say(f"starting {args.servers} calculation servers")
+            servers = start_servers(procs, args.servers, START_TIMEOUT)
+            for name in wanted:
+                say(f"{name}: running")
+                result = run_target(name, procs, servers, args, workdir)
+                report["targets"][name] = result
+                say(f"{name}: {_brief(result)}")
+        except BenchError as exc:
+            report["error"] = str(exc)
+        finally:
+            procs.stop_all()
+    _add_ratios(report)
+    report["goals"] = goals(report["targets"])
+    failed = [n for n, r in report["targets"].items() if r["status"] == "failed"]
+    report["ok"] = not failed and "error" not in report
+    if args.json:
+        print(json.dumps(report), flush=True)
+    else:
+        print(render_table(report), flush=True)
+    return 0 if report["ok"] else 1
+
+
+def run_target(name: str, procs: Processes, servers: list[Running],
+               args: argparse.Namespace, workdir: Path) -> dict:
+    """Ping-pong, then the full load, against one target; the figures as a dict."""
+    balancer: Running | None = None
+    try:
+        try:
+            balancer = _start_target(name, procs, servers, workdir)
+        except BenchError as exc:
+            if name == "console":
+                return {"status": "skipped", "reason": "headless console not available",
+                        "detail": str(exc)}
+            return {"status": "failed", "reason": str(exc)}
+        if name == "haproxy" and balancer is None:
+            return {"status": "skipped", "reason": "haproxy not found on PATH"}
+        addresses = [s.address for s in servers] if balancer is None else [balancer.address]
+        # The added latency compares with a direct ping-pong run just before, not with
+        # the one minutes earlier: other work on the machine shifts both alike.
+        baseline = None if balancer is None else _generate(
+            procs, [servers[0].address], 1, 1, args.pingpong_requests, args)
+        pingpong = _generate(procs, addresses[:1], 1, 1, args.pingpong_requests, args)
+        watched = {s.name: s.pid for s in servers}
+        if balancer is not None:
+            watched["balancer"] = balancer.pid
+        before = _cpu_snapshot(watched)
+        load = _generate(procs, addresses, args.connections, args.depth, args.requests, args)
+        after = _cpu_snapshot(watched)
+        rss = peak_rss_mb(balancer.pid) if balancer is not None else None
+    except BenchError as exc:
+        return {"status": "failed", "reason": str(exc)}
+    finally:
+        if balancer is not None:
+            procs.stop(balancer)
+    result = _figures(name, load, pingpong, before, after, rss, servers)
+    if baseline is not None and result["status"] == "ok":
+        base, p50 = baseline.get("p50_ms"), result["pingpong"]["p50_ms"]
+        result["pingpong"]["direct_p50_ms"] = base
+        result["pingpong"]["added_p50_ms"] = (
+            round(p50 - base, 4) if base is not None and p50 is not None else None)
+    return result
+
+
+def _start_target(name: str, procs: Processes, servers: list[Running],
+                  workdir: Path) -> Running | None:
+    log = str(workdir / f"{name}.log")
+    if name == "direct":
+        return None
+    if name == "serve":
+        return start_balancer(procs, name, ["serve", "--log-file", log], servers, START_TIMEOUT)
+    if name == "serve-nolog":
+        return start_balancer(procs, name, ["serve", "--log-file", log, "--no-request-log"],
+                              servers, START_TIMEOUT)
+    if name == "console":
+        return start_balancer(procs, name, ["--headless", "--log-file", log], servers,
+                              START_TIMEOUT)
+    if name == "haproxy":
+        if haproxy_path() is None:
+            return None
+        return start_haproxy(procs, servers, START_TIMEOUT)
+    raise BenchError(f"unknown target {name!r}")
+
+
+def _generate(procs: Processes, addresses: list[str], connections: int, depth: int,
+              requests: int, args: argparse.Namespace) -> dict:
+    command = [sys.executable, "-m", "balancer.loadgen", "-c", str(connections),
+               "-d", str(depth), "-n", str(requests), "--timeout", str(args.timeout),
+               "--stall", str(args.stall), "--json"]
+    for address in addresses:
+        command += ["--target", address]
+    return procs.run_json("loadgen", command, args.timeout + 30)
+
+
+def _cpu_snapshot(watched: dict[str, int]) -> dict[str, float | None]:
+    """CPU used so far by each watched process, by finished children, and by the machine."""
+    snapshot = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    snapshot["@children"] = children_cpu_seconds()
+    snapshot["@machine"] = machine_busy_seconds()
+    snapshot["@wall"] = time.monotonic()
+    return snapshot
+
+
+def _figures(name: str, load: dict, pingpong: dict, before: dict, after: dict,
+             rss: float | None, servers: list[Running]) -> dict:
+    elapsed = load.get("elapsed") or 0.0
+    answered = load.get("answered") or 0
+
+    def used(key: str) -> float | None:
+        a, b = before.get(key), after.get(key)
+        return None if a is None or b is None else b - a
+
+    server_cpu = [used(s.name) for s in servers]
+    servers_total = sum(c for c in server_cpu if c is not None)
+    balancer_cpu = used("balancer")
+    # Whatever else ran on the machine meanwhile (other work, the kernel's share of the
+    # network path not charged to a process): high values mean noisy figures.
+    machine_cpu, ours = used("@machine"), used("@children")
+    others = None
+    if machine_cpu is not None and ours is not None:
+        others = machine_cpu - ours - servers_total - (balancer_cpu or 0.0)
+    ok = load.get("ok") and pingpong.get("ok")
+    problems = [f"{what}: {r['error']}" for what, r in (("load", load), ("ping-pong", pingpong))
+                if r.get("error")]
+    for what, r in (("load", load), ("ping-pong", pingpong)):
+        for key in ("errors", "wrong", "duplicates", "missing"):
+            if r.get(key):
+                problems.append(f"{what}: {r[key]} {key}")
+    result = {
+        "status": "ok" if ok else "failed",
+        "req_per_s": load.get("req_per_s"),
+        "p50_ms": load.get("p50_ms"),
+        "p99_ms": load.get("p99_ms"),
+        "peak_rss_mb": rss,
+        "balancer_cpu_cores": _share(balancer_cpu, elapsed),
+        "balancer_cpu_us_per_req": _per_request(balancer_cpu, answered),
+        "servers_cpu_cores": [_share(c, elapsed) for c in server_cpu],
+        "servers_cpu_us_per_req": _per_request(servers_total, answered),
+        "generator_cpu_cores": _share(load.get("cpu_s"), elapsed),
+        "generator_cpu_us_per_req": load.get("cpu_us_per_req"),
+        "others_cpu_cores": _share(max(others, 0.0) if others is not None else None,
+                                   used("@wall") or 0.0),
+        "pingpong": {k: pingpong.get(k) for k in ("p50_ms", "p99_ms", "req_per_s", "requests",
+                                                    "answered")},
+        "load": load,
+    }
+    if problems:
+        result["reason"] = "; ".join(problems)
+    if name == "haproxy":
+        result["note"] = ("HAProxy in tcp mode picks a server per connection, not per request; "
+                          "one thread (nbthread 1)")
+    return result
+
+
+def _add_ratios(report: dict) -> None:
+    targets = report["targets"]
+    direct = targets.get("direct", {})
+    ceiling = direct.get("req_per_s") if direct.get("status") == "ok" else None
+    for result in targets.values():
+        if result.get("status") != "ok":
+            continue
+        rate = result.get("req_per_s")
+        result["ratio_direct"] = round(rate / ceiling, 3) if ceiling and rate else None
+
+
+def _share(cpu: float | None, elapsed: float) -> float | None:
+    return round(cpu / elapsed, 2) if cpu is not None and elapsed > 0 else None
+
+
+def _per_request(cpu: float | None, answered: int) -> float | None:
+    return round(cpu / answered * 1e6, 3) if cpu is not None and answered else None
+
+
+def _brief(result: dict) -> str:
+    if result["status"] != "ok":
+        return f"{result['status']}: {result.get('reason', '')}"
+    return f"{result['req_per_s']:,.0f} req/s, p50 {result['p50_ms']} ms"
+
+
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(f"[{time.monotonic() - started:5.1f}s] {text}", file=sys.stderr, flush=True)
+
+    return say
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="lbconsole-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the bench like Ctrl-C does: through the `finally` that stops everything."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

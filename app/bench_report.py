@@ -1,0 +1,126 @@
+"""What `lbconsole bench` prints: the table, the CPU breakdown and the performance goals."""
+
+from __future__ import annotations
+
+RSS_LIMIT_MB = 150.0
+
+
+def goals(targets: dict[str, dict]) -> list[dict]:
+    """The performance issue's targets, each met, missed, or not measured (None)."""
+
+    def ok(name: str) -> dict | None:
+        result = targets.get(name)
+        return result if result is not None and result.get("status") == "ok" else None
+
+    def rate(name: str) -> float | None:
+        result = ok(name)
+        return result.get("req_per_s") if result else None
+
+    out: list[dict] = []
+
+    def at_least(label: str, value: float | None, limit: float) -> None:
+        out.append({"goal": label, "value": None if value is None else round(value, 3),
+                    "limit": limit, "met": None if value is None else value >= limit})
+
+    def ratio(a: str, b: str) -> float | None:
+        ra, rb = rate(a), rate(b)
+        return ra / rb if ra and rb else None
+
+    at_least("serve >= 0.45 x direct", ratio("serve", "direct"), 0.45)
+    at_least("serve >= 0.55 x haproxy", ratio("serve", "haproxy"), 0.55)
+    at_least("serve-nolog >= 0.50 x direct", ratio("serve-nolog", "direct"), 0.50)
+    at_least("console >= 0.80 x serve", ratio("console", "serve"), 0.80)
+
+    serve, haproxy = ok("serve"), ok("haproxy")
+    added = serve and serve["pingpong"].get("added_p50_ms")
+    added_h = haproxy and haproxy["pingpong"].get("added_p50_ms")
+    value = added / added_h if added is not None and added_h else None
+    out.append({"goal": "ping-pong added p50: serve <= 2 x haproxy",
+                "value": None if value is None else round(value, 3), "limit": 2.0,
+                "met": None if value is None else value <= 2.0})
+    for name in ("serve", "serve-nolog", "console"):
+        result = ok(name)
+        rss = result.get("peak_rss_mb") if result else None
+        out.append({"goal": f"peak RSS {name} < {RSS_LIMIT_MB:g} MB", "value": rss,
+                    "limit": RSS_LIMIT_MB, "met": None if rss is None else rss < RSS_LIMIT_MB})
+    return out
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_table(report: dict) -> str:
+    m, s = report["machine"], report["settings"]
+    lines = [
+        f"lbconsole bench: {s['requests']:,} requests per target, {s['connections']} connections"
+        f" x {s['depth']} in flight, {s['servers']} calculation servers shared by every target",
+        f"machine: {m['cores']} cores, {m['cpu']}, {m['implementation']} {m['python']}, "
+        f"uvloop {'on' if m['uvloop'] else 'off'}"
+        + (f", HAProxy {m['haproxy']}" if m.get("haproxy") else ", no HAProxy"),
+        "",
+        f"{'target':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>8} "
+        f"{'x direct':>9}   {'ping-pong p50 ms':>16} {'added':>7}",
+    ]
+    for name, r in report["targets"].items():
+        if r["status"] != "ok":
+            lines.append(f"{name:<12} {r['status']}: {r.get('reason', '')}")
+            continue
+        pp = r["pingpong"]
+        lines.append(
+            f"{name:<12} {_num(r['req_per_s'], ',.0f'):>10} {_num(r['p50_ms'], '.3f'):>8} "
+            f"{_num(r['p99_ms'], '.3f'):>8} {_num(r['peak_rss_mb'], '.1f'):>8} "
+            f"{_num(r.get('ratio_direct'), '.2f'):>9}   {_num(pp.get('p50_ms'), '.3f'):>16} "
+            f"{_num(pp.get('added_p50_ms'), '+.3f') if name != 'direct' else '-':>7}")
+    if report.get("error"):
+        lines.append(f"stopped: {report['error']}")
+    lines += ["", "CPU during each load run, in cores busy (and microseconds per request):"]
+    for name, r in report["targets"].items():
+        if r["status"] != "ok":
+            continue
+        parts = [f"generator {_num(r['generator_cpu_cores'], '.2f')} "
+                 f"({_num(r['generator_cpu_us_per_req'], '.2f')} us)"]
+        if r.get("balancer_cpu_cores") is not None:
+            parts.append(f"balancer {_num(r['balancer_cpu_cores'], '.2f')} "
+                         f"({_num(r['balancer_cpu_us_per_req'], '.2f')} us)")
+        each = "+".join(_num(c, ".2f") for c in r["servers_cpu_cores"])
+        parts.append(f"servers {each} ({_num(r['servers_cpu_us_per_req'], '.2f')} us)")
+        parts.append(f"other processes {_num(r.get('others_cpu_cores'), '.2f')}")
+        lines.append(f"  {name:<12} " + ", ".join(parts))
+    busiest = max((r.get("others_cpu_cores") or 0.0 for r in report["targets"].values()),
+                  default=0.0)
+    if busiest > 0.25:
+        lines.append(f"  warning: other processes used up to {busiest:.2f} cores during a run; "
+                     "the figures are noisy")
+    direct = report["targets"].get("direct", {})
+    if direct.get("status") == "ok":
+        lines.append("  " + limit_of_direct(direct, m["cores"]))
+    notes = [r["note"] for r in report["targets"].values() if r.get("note")]
+    lines += ["", "ping-pong: 1 connection, 1 request in flight; added = its p50 minus the p50 "
+                  "of a direct ping-pong run just before it"]
+    lines += [f"note: {n}" for n in notes]
+    lines += ["", "goals:"]
+    for g in report.get("goals", []):
+        mark = {True: "met   ", False: "MISSED", None: "n/a   "}[g["met"]]
+        lines.append(f"  [{mark}] {g['goal']}: {_num(g['value'], 'g')}")
+    lines.append("")
+    lines.append("result: " + ("every answer checked and right" if report.get("ok")
+                               else "FAILED (see above)"))
+    return "\n".join(lines)
+
+
+def limit_of_direct(direct: dict, cores: int | None) -> str:
+    """Which side limits `direct`: the generator or the servers, by their CPU per request."""
+    gen = direct.get("generator_cpu_us_per_req")
+    srv = direct.get("servers_cpu_us_per_req")
+    gen_cores = direct.get("generator_cpu_cores") or 0.0
+    srv_cores = sum(c or 0.0 for c in direct.get("servers_cpu_cores", []))
+    if not gen or not srv:
+        return "direct: CPU figures unavailable"
+    busy = gen_cores + srv_cores
+    who = "the servers" if srv > gen else "the generator"
+    text = (f"direct is limited by {who}: servers {srv:.2f} us CPU per request vs generator "
+            f"{gen:.2f} us; {busy:.2f} of {cores} cores busy")
+    if gen_cores >= 0.9:
+        text = f"direct is limited by the generator (it uses {gen_cores:.2f} of one core)"
+    return text

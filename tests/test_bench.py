@@ -1,0 +1,100 @@
+"""`lbconsole bench` and its load generator: every answer checked, every process stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from app.bench import bench_main
+from app.cli import build_parser
+from backends.server import CalcServer
+from balancer.loadgen import POOL_SIZE, build_pool, run_load
+
+FIELDS = ("requests", "answered", "errors", "wrong", "duplicates", "missing", "elapsed",
+          "req_per_s", "p50_ms", "p99_ms")
+
+
+def test_pool_expectations_match_what_a_server_answers() -> None:
+    lines, expected = build_pool(POOL_SIZE, seed=3)
+    server = CalcServer("check")
+    for seq, (line, want) in enumerate(zip(lines, expected, strict=True), start=1):
+        assert server.answer(line.rstrip(b"\n"), seq) == b'{"id":%d%b}\n' % (seq, want)
+
+
+async def test_generator_counts_wrong_duplicate_and_missing_answers() -> None:
+    """A server that lies once, repeats once and forgets once: each is counted, none hides."""
+    calc = CalcServer("liar")
+
+    class Liar(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.buffer = b""
+            self.seq = 0
+
+        def data_received(self, data: bytes) -> None:
+            *lines, self.buffer = (self.buffer + data).split(b"\n")
+            out = []
+            for line in lines:
+                self.seq += 1
+                answer = calc.answer(line, self.seq)
+                if self.seq == 3:
+                    answer = answer.replace(b'"result":', b'"result":1')
+                elif self.seq == 5:
+                    out.append(answer)
+                elif self.seq == 7:
+                    continue
+                out.append(answer)
+            self.transport.write(b"".join(out))  # type: ignore[attr-defined]
+
+    server = await asyncio.get_running_loop().create_server(Liar, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        totals = await run_load([("127.0.0.1", port)], connections=1, depth=4, requests=20,
+                                stall=0.3, timeout=10)
+    finally:
+        server.close()
+    assert (totals.wrong, totals.duplicates, totals.missing) == (1, 1, 1)
+    assert totals.answered == 19
+    assert totals.error is not None and "stalled" in totals.error
+    assert not totals.ok
+
+
+async def test_generator_reports_a_refused_connection() -> None:
+    server = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    totals = await run_load([("127.0.0.1", port)], requests=10, timeout=5)
+    assert totals.error is not None and "cannot connect" in totals.error
+    assert totals.missing == 10 and not totals.ok
+
+
+def test_bench_smoke_every_answer_right(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args([
+        "bench", "-n", "3000", "-c", "4", "-d", "16", "--pingpong-requests", "200",
+        "--targets", "direct,serve,console", "--timeout", "30", "--json"])
+    code = bench_main(args)
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    assert {"cores", "cpu", "python", "uvloop"} <= set(report["machine"])
+    targets = report["targets"]
+    ran = ["direct", "serve"]
+    if targets["console"]["status"] == "skipped":
+        assert targets["console"]["reason"] == "headless console not available"
+    else:
+        ran.append("console")
+    for name in ran:
+        result = targets[name]
+        assert result["status"] == "ok", result
+        load = result["load"]
+        assert set(FIELDS) <= set(load)
+        assert load["answered"] == load["requests"] == 3000
+        assert load["wrong"] == load["duplicates"] == load["missing"] == load["errors"] == 0
+        assert result["pingpong"]["answered"] == 200
+        for key in ("req_per_s", "p50_ms", "p99_ms", "peak_rss_mb", "ratio_direct"):
+            assert key in result
+    assert targets["serve"]["peak_rss_mb"] is not None
+    assert targets["direct"]["peak_rss_mb"] is None
+    assert {g["goal"] for g in report["goals"]} >= {"serve >= 0.45 x direct"}
