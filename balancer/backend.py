@@ -76,15 +76,20 @@ class Backend:
         self.check_ms: float | None = None
         self.pong: dict[str, Any] = {}
         # Counters.
-        self.served = 0
+        self.answered = 0
+        """Answers relayed from this server, results and errors."""
         self.errors = 0
         self.redispatched = 0
         """Requests taken away from this server after it failed."""
         self.late = 0
         """Answers that arrived after their request had been answered elsewhere."""
         self.latency_sum = 0.0
-        self.latency_n = 0
         self.samples: deque[float] = deque(maxlen=SAMPLES)
+
+    @property
+    def served(self) -> int:
+        """Answers that were results, not errors."""
+        return self.answered - self.errors
 
     @property
     def state(self) -> ServerState:
@@ -157,7 +162,7 @@ class BackendConnection(asyncio.Protocol):
         sent_sum = 0.0
         # Latency samples (for p99) and the responses panel take every answer
         # of a small chunk but only the last of a big one: per chunk, not per request.
-        few = len(lines) <= 16
+        few = len(lines) <= 4
         recent = balancer.recent_answers
         samples = backend.samples
         out = b""
@@ -195,13 +200,13 @@ class BackendConnection(asyncio.Protocol):
                 samples.append(now - last_sent)
                 recent.append((now, out, now - last_sent))
         if answered:
-            errors = min(answered, data.count(b',"error":'))
-            backend.errors += errors
-            backend.served += answered - errors
-            backend.late += late
+            if b',"error":' in data:
+                backend.errors += min(answered, data.count(b',"error":'))
+            backend.answered += answered
             backend.latency_sum += answered * now - sent_sum
-            backend.latency_n += answered
             balancer.answered += answered
+            if late:
+                backend.late += late
             if not few:
                 samples.append(now - last_sent)
                 recent.append((now, out, now - last_sent))

@@ -279,7 +279,7 @@ class Balancer:
         out = entry[1] + (b"," + body[1:] if len(body) > 2 else b"}") + b"\n"
         client = entry[0]
         client.pending -= 1
-        backend.served += 1
+        backend.answered += 1
         self.answered += 1
         if client.alive:
             client.out.append(out)
@@ -447,7 +447,7 @@ class Balancer:
         self._rate = (self.answered - self._answered_mark) / elapsed
         self._answered_mark = self.answered
         for backend in self.backends:
-            total = backend.served + backend.errors
+            total = backend.answered
             mark = self._history_marks.get(backend.name, 0)
             self._history_marks[backend.name] = total
             self.history.setdefault(backend.name, deque(maxlen=60)).append(
@@ -464,7 +464,7 @@ class Balancer:
     def stats(self) -> BalancerStats:
         """A consistent snapshot for the console and tests (not per request)."""
         now = time.monotonic()
-        total = sum(b.served + b.errors for b in self.backends) or 1
+        total = sum(b.answered for b in self.backends) or 1
         nxt = self.rr.peek()
         rows = []
         for b in self.backends:
@@ -480,9 +480,9 @@ class Balancer:
                 inflight=len(b.inflight),
                 redispatched=b.redispatched,
                 late=b.late,
-                mean_ms=(b.latency_sum / b.latency_n * 1000) if b.latency_n else None,
+                mean_ms=(b.latency_sum / b.answered * 1000) if b.answered else None,
                 p99_ms=(p * 1000) if (p := percentile(samples, 0.99)) is not None else None,
-                share=(b.served + b.errors) / total,
+                share=b.answered / total,
                 is_next=b is nxt,
                 history=tuple(self.history.get(b.name, ())),
             ))

@@ -45,6 +45,8 @@ class RequestLog:
         self.write_errors = 0
         self._stamp_second = -1
         self._stamp_prefix = b""
+        self._stamp_ms = -1
+        self._stamp = b""
         self._queue: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -54,13 +56,17 @@ class RequestLog:
     # ------------------------------------------------------------ writing
 
     def stamp(self) -> bytes:
-        """`2026-11-27 19:30:41.123 `: formatted once per second, cheap otherwise."""
-        now = time.time()
-        second = int(now)
-        if second != self._stamp_second:
-            self._stamp_second = second
-            self._stamp_prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)).encode()
-        return b"%b.%03d " % (self._stamp_prefix, int((now - second) * 1000))
+        """`2026-11-27 19:30:41.123 `: formatted once per millisecond at most."""
+        ms = int(time.time() * 1000)
+        if ms != self._stamp_ms:
+            self._stamp_ms = ms
+            second = ms // 1000
+            if second != self._stamp_second:
+                self._stamp_second = second
+                self._stamp_prefix = time.strftime(
+                    "%Y-%m-%d %H:%M:%S", time.localtime(second)).encode()
+            self._stamp = b"%b.%03d " % (self._stamp_prefix, ms % 1000)
+        return self._stamp
 
     def event(self, text: str) -> None:
         """Log one line of text (state changes, connections, operator actions)."""
