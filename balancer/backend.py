@@ -211,6 +211,11 @@ class BackendConnection(asyncio.Protocol):
                 samples.append(now - last_sent)
                 recent.append((now, out, now - last_sent))
             if not balancer.flush_scheduled:
-                balancer.schedule_flush()
+                if answered == 1:
+                    # A lone answer (ping-pong): write it now, as the frontend does.
+                    dirty.clear()
+                    client.flush()
+                else:
+                    balancer.schedule_flush()
         elif late:
             backend.late += late

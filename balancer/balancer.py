@@ -356,6 +356,12 @@ class Balancer:
         loop = self._loop or asyncio.get_running_loop()
         loop.call_soon(self.flush_all)
 
+    def flush_backend(self, backend: Backend) -> None:
+        """Write one server's queue now (outside the end-of-iteration flush)."""
+        if backend.out:
+            self._note_routes(backend)
+        backend.flush()
+
     def flush_all(self) -> None:
         self.flush_scheduled = False
         backends, self.dirty_backends = self.dirty_backends, []

@@ -212,13 +212,18 @@ class ClientConnection(asyncio.Protocol):
             self.pending += count
             self.requests += count
             balancer.requests += count
-            dirty = balancer.dirty_backends
-            for backend in ring:
-                if backend.out and not backend.dirty:
-                    backend.dirty = True
-                    dirty.append(backend)
-            if not balancer.flush_scheduled:
-                balancer.schedule_flush()
+            if count == 1 and n and not balancer.flush_scheduled:
+                # A lone request and nothing else to write this iteration: no
+                # batching to gain, so send it now and save a loop iteration.
+                balancer.flush_backend(backend)
+            else:
+                dirty = balancer.dirty_backends
+                for backend in ring:
+                    if backend.out and not backend.dirty:
+                        backend.dirty = True
+                        dirty.append(backend)
+                if not balancer.flush_scheduled:
+                    balancer.schedule_flush()
             if self.pending >= balancer.config.max_inflight and self.transport is not None:
                 self.paused_by_inflight = True
                 self.transport.pause_reading()
