@@ -13,13 +13,22 @@ from app.widgets.tail_view import Following
 class LogPanel(Following, Log):
     """A `Log` fed once per tick with only the lines flushed since the previous tick."""
 
-    PER_TICK = 200
+    PER_TICK = 30
     """Lines written per tick at most; when more arrived, a marker says how many were
     skipped (they are all in the file)."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(max_lines=1000, auto_scroll=False, id=id, classes=classes)
+        super().__init__(max_lines=500, auto_scroll=False, id=id, classes=classes)
         self.seen = 0
+
+    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
+        """Skip Log's background measure of the widest line.
+
+        Log starts a thread worker on every write to find the widest line, then
+        calls back into the app: at ten writes a second that doubles the screen
+        updates. This panel never scrolls sideways (overflow-x is hidden), so the
+        width it would find is not needed.
+        """
 
     def show(self, total: int, recent: Sequence[bytes]) -> None:
         """`total` lines were flushed so far; the new ones are the tail of `recent`."""

@@ -64,19 +64,24 @@ class Following:
 
 
 class TailView(Following, ScrollView, can_focus=False):
-    """Lines of styled text; `append` adds some at the end and follows them."""
+    """Lines of styled text; `append` adds some at the end and follows them.
+
+    The lines sit at the bottom of a scroll area as tall as `max_lines` from the
+    start (newest last, like a terminal): its size never changes as lines arrive,
+    so appending repaints this panel only instead of laying out the whole screen.
+    """
 
     DEFAULT_CSS = """
     TailView {
         overflow-x: hidden;
         overflow-y: auto;
-        scrollbar-size-vertical: 1;
     }
     """
 
     def __init__(self, max_lines: int = 500, *, id: str | None = None,
                  classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
+        self.capacity = max_lines
         self.lines: deque[Strip] = deque(maxlen=max_lines)
 
     @staticmethod
@@ -85,29 +90,28 @@ class TailView(Following, ScrollView, can_focus=False):
         return Strip([Segment(text, style) for text, style in parts if text])
 
     def append(self, strips: Iterable[Strip]) -> None:
-        """Add lines at the end; follow them if the view was at the end."""
-        new = list(strips)
-        if not new:
+        """Add lines at the end; follow them unless the operator scrolled up."""
+        before = len(self.lines)
+        self.lines.extend(strips)
+        if len(self.lines) == before and before < self.capacity:
             return
-        self.lines.extend(new)
-        self.virtual_size = Size(max(1, self.size.width), len(self.lines))
         self.follow_end()
         self.refresh()
 
     def clear(self) -> None:
         self.lines.clear()
-        self.virtual_size = Size(max(1, self.size.width), 0)
         self.refresh()
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(max(1, self.size.width), len(self.lines))
+        self.virtual_size = Size(max(1, self.size.width), self.capacity)
+        self.follow_end()
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
+        index = scroll_y + y - (self.capacity - len(self.lines))
         width = self.size.width
         style = self.rich_style
-        if index >= len(self.lines):
+        if not 0 <= index < len(self.lines):
             return Strip.blank(width, style)
         line = self.lines[index].apply_style(style)
         return line.crop_extend(scroll_x, scroll_x + width, style)
