@@ -18,7 +18,7 @@ ERROR = Style(color="#ff5f5f", bold=True)
 class ResponsesView(TailView):
     """`#1234 somma 3 4 = 7  server2  0.41 ms`."""
 
-    PER_TICK = 64
+    PER_TICK = 24
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(max_lines=500, id=id, classes=classes)

@@ -28,7 +28,7 @@ def _dispatch_order(route: tuple) -> int:
 class RoutingView(TailView):
     """`server2  #1234  somma 3 4  c1`, re-dispatches marked `↻ from server1`."""
 
-    PER_TICK = 64
+    PER_TICK = 24
     """Lines added per tick at most: at high rates older ones would scroll past unseen."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:

@@ -22,6 +22,8 @@ class Column:
     right: bool
     cell: Callable[[ServerRow, int], object]
     """The cell's raw value (compared between ticks); `render` turns it into text."""
+    counter: bool = False
+    """Changes on every tick under load: may be refreshed less often (see `show`)."""
 
 
 def _share(row: ServerRow, _: int) -> str:
@@ -29,15 +31,15 @@ def _share(row: ServerRow, _: int) -> str:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("no", "#", 2, False, lambda r, i: (i, r.is_next)),
+    Column("no", "#", 2, False, lambda r, i: (i, r.is_next), counter=True),
     Column("name", "server", 8, False, lambda r, i: r.name),
     Column("state", "state", 8, False, lambda r, i: r.state),
-    Column("served", "served", 9, True, lambda r, i: count(r.served)),
-    Column("inflight", "infl", 5, True, lambda r, i: count(r.inflight)),
+    Column("served", "served", 9, True, lambda r, i: count(r.served), counter=True),
+    Column("inflight", "infl", 5, True, lambda r, i: count(r.inflight), counter=True),
     Column("errors", "err", 4, True, lambda r, i: count(r.errors)),
-    Column("mean", "mean ms", 7, True, lambda r, i: ms(r.mean_ms)),
-    Column("p99", "p99 ms", 6, True, lambda r, i: ms(r.p99_ms)),
-    Column("share", "share", 5, True, _share),
+    Column("mean", "mean ms", 7, True, lambda r, i: ms(r.mean_ms), counter=True),
+    Column("p99", "p99 ms", 6, True, lambda r, i: ms(r.p99_ms), counter=True),
+    Column("share", "share", 5, True, _share, counter=True),
     Column("pid", "pid", 7, True, lambda r, i: str(r.pid) if r.pid else "-"),
     Column("port", "port", 5, True, lambda r, i: str(r.port) if r.port else "-"),
     Column("reason", "last change", None, False, lambda r, i: r.reason),
@@ -89,8 +91,14 @@ class ServerTable(DataTable):
         if name in self._cells:
             self.move_cursor(row=self.get_row_index(name))
 
-    def show(self, rows: list[ServerRow]) -> None:
-        """Bring the table up to date: changed cells only; rows added or removed."""
+    def show(self, rows: list[ServerRow], *, counters: bool = True) -> None:
+        """Bring the table up to date: changed cells only; rows added or removed.
+
+        With `counters=False` the busy columns (served, in flight, latency, share)
+        keep their old values until a later call: any `update_cell` makes DataTable
+        render every cell again, which under load is its main cost, while states,
+        errors and the next-server marker must show at once.
+        """
         present = {row.name for row in rows}
         for name in [n for n in self._cells if n not in present]:
             self.remove_row(name)
@@ -101,9 +109,14 @@ class ServerTable(DataTable):
             if old is None:
                 self.add_row(*(render(c, v) for c, v in zip(COLUMNS, raw, strict=True)),
                              key=row.name)
+                self._cells[row.name] = raw
             elif old != raw:
+                kept = []
                 for column, before, after in zip(COLUMNS, old, raw, strict=True):
-                    if before != after:
-                        self.update_cell(row.name, column.key, render(column, after),
-                                         update_width=column.width is None)
-            self._cells[row.name] = raw
+                    if before == after or (column.counter and not counters):
+                        kept.append(before)
+                        continue
+                    kept.append(after)
+                    self.update_cell(row.name, column.key, render(column, after),
+                                     update_width=column.width is None)
+                self._cells[row.name] = tuple(kept)
