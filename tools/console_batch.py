@@ -2,16 +2,24 @@
 
     .venv/bin/python tools/console_batch.py 1000000 [--size 120x40] [--window 2048]
 
-Compare with `lbconsole serve --port 0` + `printf 'random N\\n' | lbconsole client -q`.
+It also reports how regularly the UI ticked during the batch and how long a key
+press (`p`, twice) took to be handled. Compare the batch rate with
+`lbconsole serve --port 0` + `printf 'random N\\n' | lbconsole client -q HOST:PORT`.
+The real terminal adds the cost of writing the screen; measure that in tmux.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import itertools
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from textual import events
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -19,6 +27,7 @@ from app import source as source_module
 from app.console import ConsoleApp
 from app.runtime import RuntimeConfig
 from app.source import LiveSource
+from app.widgets.server_table import ServerTable
 from balancer import eventloop
 
 
@@ -29,33 +38,60 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+async def key_latency(app: ConsoleApp) -> float:
+    """Post `p` (pause) as a key press from the terminal; seconds until it took effect."""
+    app.query_one(ServerTable).focus()
+    paused = app.paused
+    before = time.monotonic()
+    app.post_message(events.Key("p", "p"))
+    while app.paused == paused:
+        await asyncio.sleep(0.001)
+    return time.monotonic() - before
+
+
 async def run(count: int, size: tuple[int, int], log_requests: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = RuntimeConfig(port=0, log_file=str(Path(tmp) / "loadbalancer.log"),
                                log_requests=log_requests)
         source = LiveSource(config)
-        app = ConsoleApp(source)
+        app = ConsoleApp(source, freeze_gc=True)
+        ticks: list[float] = []
+        tick = app.tick
+
+        def timed_tick() -> None:
+            ticks.append(time.monotonic())
+            tick()
+
+        app.tick = timed_tick  # type: ignore[method-assign]
         async with app.run_test(size=size) as pilot:
             deadline = time.monotonic() + 20
             while not (app.stats and app.stats.servers_up == 3):
                 assert time.monotonic() < deadline, "servers did not come up"
                 await pilot.pause(0.05)
-            await pilot.press("slash")
-            await pilot.press(*f"random {count}", "enter")
+            await pilot.press("slash", *f"random {count}")
             started = time.monotonic()
-            ticks = 0
+            await pilot.press("enter")
+            key_times = []
             while app.operator.progress is None or not app.operator.progress.done:
-                await pilot.pause(0.1)
-                ticks += 1
+                await asyncio.sleep(0.1)
+                progress = app.operator.progress
+                if progress and len(key_times) < 2 and progress.answered > count // 3:
+                    key_times.append(await key_latency(app))
             elapsed = time.monotonic() - started
-            await pilot.pause(0.3)
+            during = [b - a for a, b in itertools.pairwise(ticks)
+                      if started <= a <= started + elapsed]
+            await asyncio.sleep(0.3)
             message = str(app.query_one("#message").render())
             print(f"console batch: {message}")
-            print(f"console batch: wall {elapsed:.2f} s, {count / elapsed:,.0f} req/s "
+            print(f"wall from Enter to done: {elapsed:.2f} s "
                   f"(window {source_module.BATCH_WINDOW}, size {size[0]}x{size[1]}, "
                   f"request log {'on' if log_requests else 'off'})")
+            if during:
+                print(f"UI ticks during the batch: {len(during)}, interval median "
+                      f"{statistics.median(during) * 1000:.0f} ms, max {max(during) * 1000:.0f} ms")
+            print("key p handled in: " + ", ".join(f"{t * 1000:.0f} ms" for t in key_times))
             await pilot.press("escape", "q")
-            await pilot.pause(0.5)
+            await asyncio.sleep(0.5)
         await source.stop()
     print(f"peak RSS (VmHWM): {peak_rss_mb():.1f} MB")
 
