@@ -101,7 +101,8 @@ class Operator:
             return Outcome(f"{command.action}: select a server first (1-9)", error=True)
         try:
             name = self.source.resolve(target)
-            return Outcome(await self.source.act(command.action, name))
+            text = await self.source.act(command.action, name)
+            return Outcome(text, error="failed" in text)
         except (KeyError, ProcessLookupError, ValueError) as exc:
             return Outcome(f"{command.action} {target}: {exc.args[0] if exc.args else exc}",
                            error=True)
@@ -110,6 +111,7 @@ class Operator:
 
     async def add_server(self) -> Outcome:
         try:
-            return Outcome(await self.source.add_server())
+            text = await self.source.add_server()
+            return Outcome(text, error="failed" in text)
         except (KeyError, ValueError, OSError) as exc:
             return Outcome(f"add: {exc}", error=True)

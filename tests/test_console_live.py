@@ -163,6 +163,7 @@ async def test_keys_typed_in_the_input_go_to_the_input(console: ConsoleApp) -> N
 
 async def test_history_walks_back_through_typed_lines(console: ConsoleApp) -> None:
     async with console.run_test(size=SIZE) as pilot:
+        await all_up(pilot, console)
         await type_line(pilot, "somma 1 2")
         await pilot.press(*"3 * 4", "enter")
         box = console.query_one(CommandInput)
@@ -187,3 +188,36 @@ async def test_quit_stops_every_server_and_returns_a_summary(console: ConsoleApp
     assert [r.name for r in summary.rows] == ["server1", "server2", "server3"]
     assert not [pid for pid in pids if pid is not None and pid_alive(pid)]
     assert os.getpid()  # the test process itself is untouched
+
+
+async def test_click_drain_add_and_stop(console: ConsoleApp) -> None:
+    async with console.run_test(size=SIZE) as pilot:
+        await all_up(pilot, console)
+        table = console.query_one(ServerTable)
+        # Row 3 of the table: border, header, then one line per server.
+        await pilot.click(ServerTable, offset=(10, 4))
+        assert table.selected == "server3"
+        await type_line(pilot, "drain")
+        await until(pilot, lambda: state(console, "server3") == "DRAINING", 3)
+        source = console.source
+        assert isinstance(source, LiveSource)
+        servers = {(await source.request("somma 1 1"))["server"] for _ in range(4)}
+        assert servers == {"server1", "server2"}
+        await type_line(pilot, "drain 3")
+        await until(pilot, lambda: state(console, "server3") == "UP", 3)
+        await type_line(pilot, "add")
+        await until(pilot, lambda: "server4" in table.names and state(console, "server4") == "UP",
+                    10, "server4 UP")
+        await type_line(pilot, "stop server4")
+        await until(pilot, lambda: state(console, "server4") == "STOPPED", 10, "server4 STOPPED")
+        await until(pilot, lambda: "server4 stopped" in message(console), 5)
+        await type_line(pilot, "kill 9")
+        await until(pilot, lambda: "no server 9" in message(console), 3)
+
+
+async def test_command_palette_offers_the_server_actions(console: ConsoleApp) -> None:
+    async with console.run_test(size=SIZE) as pilot:
+        titles = {c.title for c in console.get_system_commands(console.screen)}
+        assert {"Kill server", "Stop server", "Restart server", "Drain server", "Add server",
+                "Pause / resume", "Help", "Quit"} <= titles
+        await pilot.pause()
