@@ -49,7 +49,7 @@ Then the scrolling panels redraw at 5 Hz and the table's counters at 2.5 Hz, on
 different ticks: a DataTable redraws every cell after any `update_cell`, the most
 expensive thing on screen. States, the status line and batch progress still change
 on every tick."""
-HINT = "/ to type a request or a command (random 1000, kill 2, help) · ? for help · q to quit"
+HINT = "/ to type a request or a command (random 1000, kill 2, help) · ? help · q quit"
 SERVER_KEYS = {"server", "add_server", "select"}
 
 

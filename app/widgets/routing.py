@@ -30,6 +30,8 @@ class RoutingView(TailView):
 
     PER_TICK = 24
     """Lines added per tick at most: at high rates older ones would scroll past unseen."""
+    REDISPATCHED_PER_TICK = 8
+    """Re-dispatched requests kept among them even when newer traffic would crowd them out."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(max_lines=500, id=id, classes=classes)
@@ -39,8 +41,12 @@ class RoutingView(TailView):
         """Append what was routed since the last tick."""
         if not routes or routes[-1] is self._last:
             return
-        new = newer_than(routes, self._last, self.PER_TICK)
+        new = newer_than(routes, self._last, len(routes))
         self._last = routes[-1]
+        if len(new) > self.PER_TICK:
+            resent = [r for r in new if len(r) > 3 and r[3]][-self.REDISPATCHED_PER_TICK:]
+            rest = [r for r in new if not (len(r) > 3 and r[3])]
+            new = resent + rest[len(resent) - self.PER_TICK:]
         # The balancer records routes per server per read; its ids give the dispatch order.
         new.sort(key=_dispatch_order)
         self.append(self.line(route) for route in new)

@@ -28,24 +28,40 @@ def status_text(stats: BalancerStats | None, *, servers: int = 0, paused: bool =
         up_style = "bold #5fd75f"
     else:
         up_style = "bold #ff5f5f" if stats.servers_up == 0 else "bold #ffd75f"
-    sep = (" · " if compact else "  │ ", "dim")
-    answered = short_count(stats.answered) if compact else count(stats.answered)
-    text.append_tokens([
-        (stats.address, "bold"),
-        sep, (short_count(stats.rate), "bold"), (" req/s", "dim"),
-        sep, (answered, "bold"), (" answered", "dim"),
-        sep, (count(stats.errors), "bold #ff5f5f" if stats.errors else "bold"),
-        (" err" if compact else " errors", "dim"),
-        sep, (f"{stats.servers_up}/{total}", up_style), (" UP", "dim"),
-        sep, ("" if compact else "up ", "dim"), (uptime(stats.uptime), "bold"),
-    ])
-    if stats.redispatched:
-        text.append_tokens([sep, (count(stats.redispatched), "bold #ffd75f"),
-                            (" re-sent", "dim")])
-    if stats.queued:
-        text.append_tokens([sep, (count(stats.queued), "bold #ff5f5f"), (" queued", "dim")])
+    if compact:
+        text.append_tokens([
+            (stats.address, "bold"),
+            ("  ", None), (short_count(stats.rate), "bold"), ("/s", "dim"),
+            ("  ", None), (short_count(stats.answered), "bold"), (" ans", "dim"),
+            ("  ", None), (count(stats.errors), "bold #ff5f5f" if stats.errors else "bold"),
+            (" err", "dim"),
+            ("  ", None), (f"{stats.servers_up}/{total}", up_style), (" UP", "dim"),
+            ("  ", None), (uptime(stats.uptime), "bold"),
+        ])
+        if stats.redispatched:
+            text.append_tokens([("  ", None), (count(stats.redispatched), "bold #ffd75f"),
+                                (" ↻", "dim")])
+        if stats.queued:
+            text.append_tokens([("  ", None), (count(stats.queued), "bold #ff5f5f"),
+                                (" queued", "dim")])
+    else:
+        sep = ("  │ ", "dim")
+        text.append_tokens([
+            (stats.address, "bold"),
+            sep, (short_count(stats.rate), "bold"), (" req/s", "dim"),
+            sep, (count(stats.answered), "bold"), (" answered", "dim"),
+            sep, (count(stats.errors), "bold #ff5f5f" if stats.errors else "bold"),
+            (" errors", "dim"),
+            sep, (f"{stats.servers_up}/{total}", up_style), (" UP", "dim"),
+            sep, ("up ", "dim"), (uptime(stats.uptime), "bold"),
+        ])
+        if stats.redispatched:
+            text.append_tokens([sep, (count(stats.redispatched), "bold #ffd75f"),
+                                (" re-sent", "dim")])
+        if stats.queued:
+            text.append_tokens([sep, (count(stats.queued), "bold #ff5f5f"), (" queued", "dim")])
     if note:
-        text.append_tokens([sep, (note, "bold #ffd75f")])
+        text.append_tokens([("  ", None), (note, "bold #ffd75f")])
     return text
 
 
