@@ -195,7 +195,7 @@ class ConsoleApp(App[SessionSummary | None]):
     def say(self, outcome: Outcome) -> None:
         message = self.query_one("#message", Static)
         message.set_class(outcome.error, "-error")
-        message.update(outcome.text, layout=False)
+        message.update(outcome.text)
 
     # ------------------------------------------------------------ keys
 
