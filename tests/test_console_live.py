@@ -221,3 +221,16 @@ async def test_command_palette_offers_the_server_actions(console: ConsoleApp) ->
         assert {"Kill server", "Stop server", "Restart server", "Drain server", "Add server",
                 "Pause / resume", "Help", "Quit"} <= titles
         await pilot.pause()
+
+
+async def test_quit_during_a_batch_cancels_it_and_stops_everything(console: ConsoleApp) -> None:
+    async with console.run_test(size=SIZE) as pilot:
+        await all_up(pilot, console)
+        pids = [r.pid for r in console.rows]
+        await type_line(pilot, "random 50000000")
+        await until(pilot, lambda: console.operator.progress is not None
+                    and console.operator.progress.answered > 1000, 10, "the batch to run")
+        await pilot.press("escape", "q")
+        await until(pilot, lambda: not console.is_running, 15, "the app to exit")
+    assert console.operator.task is not None and console.operator.task.done()
+    assert not [pid for pid in pids if pid is not None and pid_alive(pid)]
