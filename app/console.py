@@ -82,7 +82,6 @@ class ConsoleApp(App[SessionSummary | None]):
 
     TITLE = "lbconsole"
     CSS_PATH = css_paths()  # type: ignore[assignment]
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "select(1)", "select", key_display="1-9"),
