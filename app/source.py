@@ -22,7 +22,9 @@ Route = tuple  # (server, client, payload, redispatched_from) or (server, client
 Answer = tuple[float, bytes, float]
 
 BATCH_WINDOW = 2048
-"""Requests a console batch keeps in flight: enough to keep every server busy."""
+"""Requests a console batch keeps in flight: enough to keep every server busy while the
+UI draws a frame. Measured here against 1024 and 4096 (4096 meets the balancer's
+per-client limit, which pauses reading and costs more than it gains)."""
 
 
 class ConsoleSource(Protocol):
