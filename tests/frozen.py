@@ -1,0 +1,197 @@
+"""A console source with fixed content, so screenshots are the same on every run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from app.runtime import ServerRow
+from balancer.client import BatchProgress
+from balancer.stats import BalancerStats
+
+STAMP = "2026-01-15 10:30:00.000 "
+
+
+def row(name: str, **values: object) -> ServerRow:
+    index = int(name[-1])
+    base: dict[str, object] = dict(
+        name=name, pid=4000 + index, port=41000 + index, managed=True, state="UP",
+        reason="first check passed in 1.2 ms", served=0, inflight=0, errors=0,
+        redispatched=0, mean_ms=None, p99_ms=None, share=0.0, is_next=index == 1,
+        history=(),
+    )
+    base.update(values)
+    return ServerRow(**base)  # type: ignore[arg-type]
+
+
+def stats(rows: Sequence[ServerRow], **values: object) -> BalancerStats:
+    answered = sum(r.served + r.errors for r in rows)
+    base: dict[str, object] = dict(
+        address="127.0.0.1:5001", uptime=83.0, clients=1, requests=answered, answered=answered,
+        errors=sum(r.errors for r in rows), redispatched=0, queued=0, expired=0, late=0,
+        rate=0.0, servers_up=sum(1 for r in rows if r.state == "UP"), backends=(),
+    )
+    base.update(values)
+    return BalancerStats(**base)  # type: ignore[arg-type]
+
+
+def log(*lines: str) -> list[bytes]:
+    return [(STAMP + line + "\n").encode() for line in lines]
+
+
+def answer(rid: int, op: str, a: int, b: int, result: object, server: str) -> bytes:
+    return (f'{{"id":{rid},"op":"{op}","a":{a},"b":{b},"result":{result},'
+            f'"server":"{server}"}}\n').encode()
+
+
+def payload(sid: int, text: str) -> bytes:
+    return f'{{"id":{sid},"text":"{text}"}}\n'.encode()
+
+
+@dataclass
+class FrozenSource:
+    """Implements `ConsoleSource` from fixed data; actions only say what they would do."""
+
+    server_rows: list[ServerRow]
+    balancer_stats: BalancerStats
+    route_list: list[tuple] = field(default_factory=list)
+    answer_list: list[tuple[float, bytes, float]] = field(default_factory=list)
+    log_list: list[bytes] = field(default_factory=list)
+    batch_per_server: dict[str, int] = field(default_factory=dict)
+    address: str = "127.0.0.1:5001"
+    log_path: str | None = "loadbalancer.log"
+    actions: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def start(self) -> str:
+        return self.address
+
+    async def stop(self) -> None:
+        return None
+
+    def stats(self) -> BalancerStats:
+        return self.balancer_stats
+
+    def rows(self, stats: BalancerStats) -> list[ServerRow]:
+        return self.server_rows
+
+    def routes(self) -> Sequence[tuple]:
+        return self.route_list
+
+    def answers(self) -> Sequence[tuple[float, bytes, float]]:
+        return self.answer_list
+
+    def log_lines(self) -> tuple[int, Sequence[bytes]]:
+        return len(self.log_list), self.log_list
+
+    async def request(self, line: str) -> dict:
+        return {"id": 1, "op": "somma", "a": 3, "b": 4, "result": 7, "server": "server1"}
+
+    async def batch(self, count: int, progress: BatchProgress) -> BatchProgress:
+        progress.started = 100.0
+        progress.sent = progress.answered = count
+        progress.per_server = Counter(self.batch_per_server)
+        progress.finished = 100.25
+        return progress
+
+    def resolve(self, which: str | int) -> str:
+        names = [r.name for r in self.server_rows]
+        if str(which).isdigit():
+            index = int(which)
+            if 1 <= index <= len(names):
+                return names[index - 1]
+            raise KeyError(f"no server {index} (there are {len(names)})")
+        if which in names:
+            return str(which)
+        raise KeyError(f"no server named {which!r}")
+
+    async def act(self, action: str, name: str) -> str:
+        self.actions.append((action, name))
+        return f"{name}: {action} (frozen)"
+
+    async def add_server(self) -> str:
+        self.actions.append(("add", ""))
+        return "server4 added (frozen)"
+
+
+# ---------------------------------------------------------------- scenes
+
+START_LOG = (
+    "listening on 127.0.0.1:5001",
+    "server1 added", "server2 added", "server3 added",
+    "server1 spawning", "server2 spawning", "server3 spawning",
+    "server1 process 4001 ready on 127.0.0.1:41001",
+    "server2 process 4002 ready on 127.0.0.1:41002",
+    "server3 process 4003 ready on 127.0.0.1:41003",
+    "server1 STARTING -> UP: first check passed in 1.2 ms",
+    "server2 STARTING -> UP: first check passed in 1.2 ms",
+    "server3 STARTING -> UP: first check passed in 1.2 ms",
+    "c1 connected from 127.0.0.1:50000",
+)
+
+
+def fresh_start() -> FrozenSource:
+    rows = [row(f"server{i}") for i in (1, 2, 3)]
+    return FrozenSource(rows, stats(rows, uptime=2.0), log_list=log(*START_LOG))
+
+
+def server_killed() -> FrozenSource:
+    rows = [
+        row("server1", served=1204, mean_ms=0.42, p99_ms=1.9, share=0.5, is_next=False,
+            history=(0, 0, 120, 310, 305, 298, 450, 612)),
+        row("server2", pid=None, state="DOWN", reason="connection lost", served=600,
+            redispatched=3, mean_ms=0.45, p99_ms=2.1, share=0.25, history=(0, 0, 120, 310,
+                                                                            305, 298, 0, 0)),
+        row("server3", served=604, mean_ms=0.40, p99_ms=1.7, share=0.25, is_next=True,
+            history=(0, 0, 120, 310, 305, 298, 450, 611)),
+    ]
+    routes = [
+        ("server1", "c1", payload(2401, "somma 3 4"), None),
+        ("server2", "c1", payload(2402, "3 * 4"), None),
+        ("server3", "c1", payload(2403, "divisione 10 4"), None),
+        ("server1", "c1", payload(2402, "3 * 4"), "server2"),
+        ("server3", "c1", payload(2404, "sottrazione 9 2"), None),
+        ("server1", "c1", payload(2405, "moltiplicazione 6 7"), None),
+    ]
+    answers = [
+        (0.0, answer(11, "somma", 3, 4, 7, "server1"), 0.00041),
+        (0.0, answer(13, "divisione", 10, 4, 2.5, "server3"), 0.00039),
+        (0.0, answer(12, "moltiplicazione", 3, 4, 12, "server1"), 0.2512),
+        (0.0, answer(14, "sottrazione", 9, 2, 7, "server3"), 0.00044),
+        (0.0, b'{"id":15,"error":"division by zero","server":"server1"}\n', 0.00038),
+    ]
+    logs = log(*START_LOG, "operator: kill server2 (SIGKILL pid 4002)",
+               "server2 UP -> DOWN: connection lost",
+               "server2: re-dispatching 1 requests in flight (connection lost)",
+               "server2 process 4002 killed by SIGKILL (unexpected)")
+    return FrozenSource(rows, stats(rows, redispatched=3, rate=1061.0, uptime=95.0),
+                        route_list=routes, answer_list=answers, log_list=logs)
+
+
+def after_batch() -> FrozenSource:
+    history = (0, 0, 0, 0, 1200, 1330, 1334, 1290, 1333, 850, 0)
+    rows = [
+        row("server1", served=334, mean_ms=0.61, p99_ms=2.4, share=334 / 1000,
+            is_next=False, history=history),
+        row("server2", served=333, mean_ms=0.58, p99_ms=2.2, share=333 / 1000,
+            is_next=True, history=history),
+        row("server3", served=333, mean_ms=0.66, p99_ms=2.6, share=333 / 1000,
+            is_next=False, history=history),
+    ]
+    ops = ("somma", "sottrazione", "moltiplicazione", "divisione")
+    names = ("server1", "server2", "server3")
+    routes = [(names[i % 3], "c2", payload(990 + i, ops[i % 4]), None) for i in range(10)]
+    answers = [(0.0, answer(990 + i, ops[i % 4], 10 + i, 5, [15 + i, 5 + i, 50 + 5 * i,
+                                                            (10 + i) / 5][i % 4],
+                            names[i % 3]), 0.0006) for i in range(10)]
+    logs = log(*START_LOG, "c2 connected from 127.0.0.1:50002",
+               *(f'c2 {a[1].decode().strip()}' for a in answers),
+               "c2 closed its side after 1000 requests")
+    return FrozenSource(rows, stats(rows, uptime=130.0), route_list=routes, answer_list=answers,
+                        log_list=logs, batch_per_server={"server1": 334, "server2": 333,
+                                                         "server3": 333})
+
