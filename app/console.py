@@ -40,7 +40,6 @@ from app.widgets.server_table import ServerTable
 from app.widgets.status import StatusBar
 from app.widgets.throughput import ThroughputChart
 from balancer import eventloop
-from balancer.client import ClientError
 from balancer.stats import BalancerStats
 
 TICK = 0.1
@@ -328,19 +327,8 @@ def _listening(address: str) -> None:
         out.flush()
 
 
-def _exception_handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
-    # A cancelled `random N` (cancel, or quitting mid-batch) leaves run_batch's
-    # internal future to receive "connection closed" after its waiter is gone;
-    # asyncio would print that on exit. Everything else is reported as usual.
-    if (isinstance(context.get("exception"), ClientError)
-            and "never retrieved" in str(context.get("message", ""))):
-        return
-    loop.default_exception_handler(context)
-
-
 async def _run(app: ConsoleApp, source: LiveSource, headless: bool) -> SessionSummary | None:
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_exception_handler)
     quit_signals = (signal.SIGTERM, signal.SIGINT) if headless else (signal.SIGTERM,)
     for sig in quit_signals:
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(app.action_quit()))

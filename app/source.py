@@ -15,10 +15,10 @@ from typing import Protocol
 
 from app.runtime import Runtime, RuntimeConfig, ServerRow
 from balancer import eventloop
+from balancer.balancer import Route
 from balancer.client import BatchProgress, Client, ClientError, run_batch
 from balancer.stats import BalancerStats
 
-Route = tuple  # (server, client, payload, redispatched_from) or (server, client, payload)
 Answer = tuple[float, bytes, float]
 
 BATCH_WINDOW = 2048

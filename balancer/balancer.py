@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
@@ -51,6 +52,26 @@ class BalancerConfig:
         return self.max_inflight // 2
 
 
+class Route(NamedTuple):
+    """One request as the routing panel shows it."""
+
+    at: float
+    """When it was dispatched (time.monotonic)."""
+    server: str
+    client: str
+    client_number: int
+    request_id: str
+    """The id the client knows it by, as JSON text (`7` or `"abc"`)."""
+    request: bytes
+    """The request line as sent to the server."""
+    redispatched_from: str | None
+
+    def order(self) -> tuple[float, int, int]:
+        """Dispatch order: time, then client, then (numeric) id within the client."""
+        rid = self.request_id
+        return self.at, self.client_number, int(rid) if rid.isdigit() else 0
+
+
 StateListener = Callable[[Backend, ServerState, ServerState, str], None]
 
 
@@ -72,8 +93,8 @@ class Balancer:
         self.redispatched = 0
         self.expired = 0
         self.discarded = 0
-        self.recent_routes: deque[tuple[str, str, bytes, str | None]] = deque(maxlen=256)
-        """(server, client, payload sent, re-dispatched from) for the latest requests."""
+        self.recent_routes: deque[Route] = deque(maxlen=256)
+        """The latest requests and where each went (a sample per server per write)."""
         self.recent_answers: deque[tuple[float, bytes, float]] = deque(maxlen=256)
         """(time, answer line, latency in s) for the latest answers."""
         self.listeners: list[StateListener] = []
@@ -382,7 +403,9 @@ class Balancer:
         for number, payload in enumerate(tail, start=last - len(tail) + 1):
             entry = inflight.get(number)
             if entry is not None:
-                recent.append((backend.name, entry[0].name, payload, entry[4]))
+                client = entry[0]
+                recent.append(Route(entry[3], backend.name, client.name, client.number,
+                                    entry[1][6:].decode("utf-8", "replace"), payload, entry[4]))
 
     def enqueue(self, entry: Entry) -> None:
         """Hold a request while no server is UP; refuse it when the queue is full."""

@@ -314,6 +314,8 @@ async def run_batch(
         progress.failure = str(exc)
     finally:
         progress.finished = time.monotonic()
+        if not done.done():
+            done.cancel()  # cancelled mid-batch: nobody will wait on it any more
         if conn.transport is not None:
             conn.transport.close()
     return progress

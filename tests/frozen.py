@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.runtime import ServerRow
+from balancer.balancer import Route
 from balancer.client import BatchProgress
 from balancer.stats import BalancerStats
 
@@ -45,8 +46,9 @@ def answer(rid: int, op: str, a: int, b: int, result: object, server: str) -> by
             f'"server":"{server}"}}\n').encode()
 
 
-def payload(sid: int, text: str) -> bytes:
-    return f'{{"id":{sid},"text":"{text}"}}\n'.encode()
+def route(server: str, client: str, rid: int, text: str, origin: str | None = None) -> Route:
+    """A routing record as the balancer makes one (text requests go as typed)."""
+    return Route(0.0, server, client, int(client.lstrip("c")), str(rid), text.encode(), origin)
 
 
 @dataclass
@@ -55,7 +57,7 @@ class FrozenSource:
 
     server_rows: list[ServerRow]
     balancer_stats: BalancerStats
-    route_list: list[tuple] = field(default_factory=list)
+    route_list: list[Route] = field(default_factory=list)
     answer_list: list[tuple[float, bytes, float]] = field(default_factory=list)
     log_list: list[bytes] = field(default_factory=list)
     batch_per_server: dict[str, int] = field(default_factory=dict)
@@ -79,7 +81,7 @@ class FrozenSource:
     def rows(self, stats: BalancerStats) -> list[ServerRow]:
         return self.server_rows
 
-    def routes(self) -> Sequence[tuple]:
+    def routes(self) -> Sequence[Route]:
         return self.route_list
 
     def answers(self) -> Sequence[tuple[float, bytes, float]]:
@@ -150,12 +152,12 @@ def server_killed() -> FrozenSource:
             history=(0, 0, 120, 310, 305, 298, 450, 611)),
     ]
     routes = [
-        ("server1", "c1", payload(2401, "somma 3 4"), None),
-        ("server2", "c1", payload(2402, "3 * 4"), None),
-        ("server3", "c1", payload(2403, "divisione 10 4"), None),
-        ("server1", "c1", payload(2402, "3 * 4"), "server2"),
-        ("server3", "c1", payload(2404, "sottrazione 9 2"), None),
-        ("server1", "c1", payload(2405, "moltiplicazione 6 7"), None),
+        route("server1", "c1", 11, "somma 3 4"),
+        route("server2", "c1", 12, "3 * 4"),
+        route("server3", "c1", 13, "divisione 10 4"),
+        route("server1", "c1", 12, "3 * 4", origin="server2"),
+        route("server3", "c1", 14, "sottrazione 9 2"),
+        route("server1", "c1", 15, "moltiplicazione 6 7"),
     ]
     answers = [
         (0.0, answer(11, "somma", 3, 4, 7, "server1"), 0.00041),
@@ -184,7 +186,7 @@ def after_batch() -> FrozenSource:
     ]
     ops = ("somma", "sottrazione", "moltiplicazione", "divisione")
     names = ("server1", "server2", "server3")
-    routes = [(names[i % 3], "c2", payload(990 + i, ops[i % 4]), None) for i in range(10)]
+    routes = [route(names[i % 3], "c2", 990 + i, ops[i % 4]) for i in range(10)]
     answers = [(0.0, answer(990 + i, ops[i % 4], 10 + i, 5, [15 + i, 5 + i, 50 + 5 * i,
                                                             (10 + i) / 5][i % 4],
                             names[i % 3]), 0.0006) for i in range(10)]

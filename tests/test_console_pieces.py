@@ -6,7 +6,6 @@ from app.formatting import (
     answer_text,
     duration,
     ms,
-    payload_id,
     payload_text,
     server_colour,
     short_count,
@@ -18,7 +17,7 @@ from app.widgets.status import PAUSED_BADGE, status_text
 from app.widgets.tail_view import newer_than
 from app.widgets.throughput import sparkline
 from balancer.client import BatchProgress
-from tests.frozen import payload, row, stats
+from tests.frozen import route, row, stats
 
 
 def test_numbers() -> None:
@@ -37,10 +36,10 @@ def test_server_colours_are_stable_and_distinct() -> None:
 
 
 def test_payloads_and_answers() -> None:
-    assert payload_text(b'{"id":12,"text":"somma 3 4"}\n') == "somma 3 4"
-    assert payload_text(b'{"id":12,"op":"somma","a":3,"b":4}\n') == "somma 3 4"
-    assert payload_text(b'{"id":12,"text":"say \\"hi\\""}\n') == 'say "hi"'
-    assert payload_id(b'{"id":12,"text":"x"}\n') == "12"
+    assert payload_text(b"somma 3 4") == "somma 3 4"
+    assert payload_text(b'{"op":"somma","a":3,"b":4}') == "somma 3 4"
+    assert payload_text(b'{"text":"say \\"hi\\""}') == 'say "hi"'
+    assert payload_text(b"\xffsomma") == "\ufffdsomma"
     text, error, server = answer_text(
         b'{"id":7,"op":"somma","a":3,"b":4,"result":7,"server":"server2"}\n')
     assert (text, error, server) == ("#7 somma 3 4 = 7", False, "server2")
@@ -60,9 +59,9 @@ def test_routing_keeps_redispatches_visible_under_load() -> None:
     view = RoutingView()
     shown: list = []
     view.append = shown.extend  # type: ignore[method-assign]
-    routes = ([("server1", "c1", payload(i, "somma"), None) for i in range(100)]
-              + [("server2", "c1", payload(i, "somma"), "server3") for i in range(100, 110)]
-              + [("server1", "c1", payload(i, "somma")) for i in range(110, 300)])
+    routes = ([route("server1", "c1", i, "somma") for i in range(100)]
+              + [route("server2", "c1", i, "somma", origin="server3") for i in range(100, 110)]
+              + [route("server1", "c1", i, "somma") for i in range(110, 300)])
     view.show(routes)
     texts = [strip.text for strip in shown]
     assert len(texts) == RoutingView.PER_TICK

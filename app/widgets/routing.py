@@ -8,8 +8,9 @@ from functools import lru_cache
 from rich.style import Style
 from textual.strip import Strip
 
-from app.formatting import payload_id, payload_text, server_colour
+from app.formatting import payload_text, server_colour
 from app.widgets.tail_view import TailView, newer_than
+from balancer.balancer import Route
 
 DIM = Style(dim=True)
 REDISPATCH = Style(color="#ffd75f", bold=True)
@@ -18,11 +19,6 @@ REDISPATCH = Style(color="#ffd75f", bold=True)
 @lru_cache(maxsize=64)
 def server_style(name: str) -> Style:
     return Style(color=server_colour(name), bold=True)
-
-
-def _dispatch_order(route: tuple) -> int:
-    ident = payload_id(route[2])
-    return int(ident) if ident.isdigit() else 0
 
 
 class RoutingView(TailView):
@@ -37,30 +33,28 @@ class RoutingView(TailView):
         super().__init__(max_lines=500, id=id, classes=classes)
         self._last: object = None
 
-    def show(self, routes: Sequence[tuple]) -> None:
+    def show(self, routes: Sequence[Route]) -> None:
         """Append what was routed since the last tick."""
         if not routes or routes[-1] is self._last:
             return
         new = newer_than(routes, self._last, len(routes))
         self._last = routes[-1]
         if len(new) > self.PER_TICK:
-            resent = [r for r in new if len(r) > 3 and r[3]][-self.REDISPATCHED_PER_TICK:]
-            rest = [r for r in new if not (len(r) > 3 and r[3])]
+            resent = [r for r in new if r.redispatched_from][-self.REDISPATCHED_PER_TICK:]
+            rest = [r for r in new if not r.redispatched_from]
             new = resent + rest[len(resent) - self.PER_TICK:]
-        # The balancer records routes per server per read; its ids give the dispatch order.
-        new.sort(key=_dispatch_order)
+        # The balancer samples routes per server per write; put them back in dispatch order.
+        new.sort(key=Route.order)
         self.append(self.line(route) for route in new)
 
     @classmethod
-    def line(cls, route: tuple) -> Strip:
-        server, client, payload = route[0], route[1], route[2]
-        origin = route[3] if len(route) > 3 else None
+    def line(cls, route: Route) -> Strip:
         parts: list[tuple[str, Style | None]] = [
-            (f"{server:<8} ", server_style(server)),
-            (f"#{payload_id(payload):<7} ", DIM),
-            (payload_text(payload), None),
+            (f"{route.server:<8} ", server_style(route.server)),
+            (f"#{route.request_id:<7} ", DIM),
+            (payload_text(route.request), None),
         ]
-        if origin:
-            parts.append((f"  ↻ from {origin}", REDISPATCH))
-        parts.append((f"  {client}", DIM))
+        if route.redispatched_from:
+            parts.append((f"  ↻ from {route.redispatched_from}", REDISPATCH))
+        parts.append((f"  {route.client}", DIM))
         return cls.strip(*parts)
