@@ -145,77 +145,69 @@ class BackendConnection(asyncio.Protocol):
             data = self.buffer + data
         lines = data.split(b"\n")
         self.buffer = lines.pop()
-        if not lines:
-            return
         backend = self.backend
-        balancer = self.balancer
         inflight = backend.inflight
         suffix = backend.suffix
-        now = time.monotonic()
-        log = balancer.log
-        logging = log.log_requests
-        if logging:
-            stamp = log.stamp()
-            log_append = log.pieces.append
+        balancer = self.balancer
+        pieces = balancer.log_pieces
+        if pieces is not None:
+            stamp = balancer.log.stamp()
         dirty = balancer.dirty_clients
-        answered = late = 0
+        answered = 0
         sent_sum = 0.0
-        # Latency samples (for p99) and the responses panel take every answer
-        # of a small chunk but only the last of a big one: per chunk, not per request.
-        few = len(lines) <= 4
-        recent = balancer.recent_answers
-        samples = backend.samples
+        entry = client = None
         out = b""
-        last_sent = 0.0
         for line in lines:
             cut = line.find(b",", 6)
             try:
-                number = int(line[6:cut])
-            except ValueError:
-                late += balancer.foreign_answer(backend, line)
-                continue
-            entry = inflight.pop(number, None)
-            if entry is None:
-                if number < 0:
-                    balancer.pong_received(backend, line)
-                else:
-                    late += 1
+                entry = inflight.pop(int(line[6:cut]))
+            except (KeyError, ValueError):
+                self.unmatched(line)
                 continue
             client = entry[0]
             out = entry[1] + line[cut:-1] + suffix
-            answered += 1
-            last_sent = entry[3]
-            sent_sum += last_sent
+            sent_sum += entry[3]
             client.pending -= 1
             queued = client.out
             if not queued:
                 dirty.append(client)
             queued.append(out)
-            if logging:
-                log_append(stamp)
-                log_append(client.tag if entry[4] is None
-                           else client.tag + b"(re-dispatched from %b) " % entry[4].encode())
-                log_append(out)
-            if few:
-                samples.append(now - last_sent)
-                recent.append((now, out, now - last_sent))
-        if answered:
-            if b',"error":' in data:
-                backend.errors += min(answered, data.count(b',"error":'))
-            backend.answered += answered
-            backend.latency_sum += answered * now - sent_sum
-            balancer.answered += answered
-            if late:
-                backend.late += late
-            if not few:
-                samples.append(now - last_sent)
-                recent.append((now, out, now - last_sent))
-            if not balancer.flush_scheduled:
-                if answered == 1:
-                    # A lone answer (ping-pong): write it now, as the frontend does.
-                    dirty.clear()
-                    client.flush()
-                else:
-                    balancer.schedule_flush()
-        elif late:
-            backend.late += late
+            answered += 1
+            if pieces is not None:
+                pieces += (stamp, client.tag if entry[4] is None else client.tag
+                           + b"(re-dispatched from %b) " % entry[4].encode(), out)
+        if not answered:
+            return
+        now = time.monotonic()
+        if b',"error":' in data:
+            backend.errors += min(answered, data.count(b',"error":'))
+        backend.answered += answered
+        backend.latency_sum += answered * now - sent_sum
+        balancer.answered += answered
+        # One latency sample (for p99) and one line for the responses panel per
+        # chunk read, not per request.
+        assert entry is not None
+        backend.samples.append(now - entry[3])
+        balancer.recent_answers.append((now, out, now - entry[3]))
+        if not balancer.flush_scheduled:
+            if answered == 1:
+                # A lone answer (ping-pong): write it now, as the frontend does.
+                dirty.clear()
+                client.flush()  # type: ignore[union-attr]
+            else:
+                balancer.schedule_flush()
+
+    def unmatched(self, line: bytes) -> None:
+        """An answer the fast path cannot place: a pong, a late answer, a foreign line."""
+        balancer = self.balancer
+        backend = self.backend
+        cut = line.find(b",", 6)
+        try:
+            number = int(line[6:cut])
+        except ValueError:
+            backend.late += balancer.foreign_answer(backend, line)
+            return
+        if number < 0:
+            balancer.pong_received(backend, line)
+        else:
+            backend.late += 1

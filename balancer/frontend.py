@@ -47,7 +47,7 @@ class ClientConnection(asyncio.Protocol):
         """Request lines seen; a request without an id gets this number."""
         self.pending = 0
         """Requests dispatched or queued and not yet answered."""
-        self.requests = 0
+        self.max_inflight = balancer.config.max_inflight
         self.out: list[bytes] = []
         self.alive = False
         self.exiting = False
@@ -93,7 +93,7 @@ class ClientConnection(asyncio.Protocol):
         why = "closed" if exc is None else f"lost ({exc})"
         dropped = f", {self.pending} answers still in flight discarded" if self.pending else ""
         balancer.log.event(f"{self.name} disconnected from {self.peer}: {why} after "
-                           f"{self.requests} requests{dropped}")
+                           f"{self.seq} requests{dropped}")
 
     def eof_received(self) -> bool:
         # A half-close is an implicit `exit`: answer what is in flight, then close.
@@ -159,7 +159,7 @@ class ClientConnection(asyncio.Protocol):
             lines[:0] = self.held
             careful = careful or self.held_careful
             self.held = []
-        room = balancer.config.max_inflight - self.pending
+        room = self.max_inflight - self.pending
         if len(lines) > room:
             # Past the in-flight cap: keep the rest (already read) for later and
             # stop reading, so a client cannot make us hold more than the cap.
@@ -210,7 +210,6 @@ class ClientConnection(asyncio.Protocol):
             rr.pos = pos
             rr.picks += count
             self.pending += count
-            self.requests += count
             balancer.requests += count
             if count == 1 and n and not balancer.flush_scheduled:
                 # A lone request and nothing else to write this iteration: no
@@ -224,9 +223,14 @@ class ClientConnection(asyncio.Protocol):
                         dirty.append(backend)
                 if not balancer.flush_scheduled:
                     balancer.schedule_flush()
-            if self.pending >= balancer.config.max_inflight and self.transport is not None:
+            if self.pending >= self.max_inflight and self.transport is not None:
                 self.paused_by_inflight = True
                 self.transport.pause_reading()
+        if self.out or self.exiting or self.half_closed or len(self.buffer) > MAX_LINE:
+            self._after_chunk()
+
+    def _after_chunk(self) -> None:
+        """The rare endings of a chunk: an over-long line, a half-close, local answers."""
         if len(self.buffer) > MAX_LINE and not self.exiting:
             self.seq += 1
             self._too_long(self.seq)
@@ -332,7 +336,7 @@ class ClientConnection(asyncio.Protocol):
             self.alive = False
             self.balancer.clients.discard(self)
             how = "said goodbye" if self.goodbye_id is not None else "closed its side"
-            self.balancer.log.event(f"{self.name} {how} after {self.requests} requests")
+            self.balancer.log.event(f"{self.name} {how} after {self.seq} requests")
             transport.close()
             return
         if out:

@@ -97,10 +97,9 @@ class RequestLog:
 
     def flush(self) -> None:
         """Hand pending lines to the writer thread and to `recent`."""
-        pieces = self.pieces
+        pieces = self.pieces  # the same list object is kept: the balancer holds it
         if not pieces:
             return
-        self.pieces = []
         self.total += len(pieces) // 3
         keep = 3 * (self.recent.maxlen or 1000)
         tail = pieces[-keep:]
@@ -109,6 +108,7 @@ class RequestLog:
             # Joining here keeps the writer thread off the GIL: it only calls
             # write(), which releases it, so it never stalls the event loop.
             self._queue.put(b"".join(pieces))
+        pieces.clear()
 
     def close(self) -> None:
         """Flush everything and wait for the writer thread to finish."""
