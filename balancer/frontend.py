@@ -48,6 +48,8 @@ class ClientConnection(asyncio.Protocol):
         self.pending = 0
         """Requests dispatched or queued and not yet answered."""
         self.max_inflight = balancer.config.max_inflight
+        self.requests = 0
+        """Requests sent on to servers (or queued for one)."""
         self.out: list[bytes] = []
         self.alive = False
         self.exiting = False
@@ -93,7 +95,7 @@ class ClientConnection(asyncio.Protocol):
         why = "closed" if exc is None else f"lost ({exc})"
         dropped = f", {self.pending} answers still in flight discarded" if self.pending else ""
         balancer.log.event(f"{self.name} disconnected from {self.peer}: {why} after "
-                           f"{self.seq} requests{dropped}")
+                           f"{self.requests} requests{dropped}")
 
     def eof_received(self) -> bool:
         # A half-close is an implicit `exit`: answer what is in flight, then close.
@@ -210,6 +212,7 @@ class ClientConnection(asyncio.Protocol):
             rr.pos = pos
             rr.picks += count
             self.pending += count
+            self.requests += count
             balancer.requests += count
             if count == 1 and n and not balancer.flush_scheduled:
                 # A lone request and nothing else to write this iteration: no
@@ -336,7 +339,7 @@ class ClientConnection(asyncio.Protocol):
             self.alive = False
             self.balancer.clients.discard(self)
             how = "said goodbye" if self.goodbye_id is not None else "closed its side"
-            self.balancer.log.event(f"{self.name} {how} after {self.seq} requests")
+            self.balancer.log.event(f"{self.name} {how} after {self.requests} requests")
             transport.close()
             return
         if out:
