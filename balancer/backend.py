@@ -157,6 +157,7 @@ class BackendConnection(asyncio.Protocol):
         sent_sum = 0.0
         entry = client = None
         out = b""
+        first_sent = 0.0
         for line in lines:
             cut = line.find(b",", 6)
             try:
@@ -172,6 +173,8 @@ class BackendConnection(asyncio.Protocol):
             if not queued:
                 dirty.append(client)
             queued.append(out)
+            if not answered:
+                first_sent = entry[3]
             answered += 1
             if pieces is not None:
                 pieces += (stamp, client.tag if entry[4] is None else client.tag
@@ -184,10 +187,10 @@ class BackendConnection(asyncio.Protocol):
         backend.answered += answered
         backend.latency_sum += answered * now - sent_sum
         balancer.answered += answered
-        # One latency sample (for p99) and one line for the responses panel per
-        # chunk read, not per request.
+        # One latency sample per chunk read, not per request: the chunk's oldest
+        # request, its slowest, so the p99 drawn from them errs on the high side.
         assert entry is not None
-        backend.samples.append(now - entry[3])
+        backend.samples.append(now - first_sent)
         balancer.recent_answers.append((now, out, now - entry[3]))
         if not balancer.flush_scheduled:
             if answered == 1:
