@@ -252,7 +252,9 @@ async def run_batch(
     pool = random_lines(min(max(total, 1), 8192), rng)
     pool_len = len(pool)
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    names: list[bytes] = []
+    patterns: list[tuple[bytes, str]] = []
+    """(`"server":"server1"`, `server1`) for each server seen so far."""
+    per_server = progress.per_server
     conn: _Lines | None = None
 
     def send(count: int) -> None:
@@ -270,23 +272,31 @@ async def run_batch(
     def on_answers(chunk: bytes) -> None:
         count = chunk.count(b"\n")
         progress.answered += count
-        progress.errors += chunk.count(b'"error"')
+        if b'"error"' in chunk:
+            progress.errors += chunk.count(b'"error"')
         named = chunk.count(b'"server":"')
         counted = 0
-        for name in names:
-            hits = chunk.count(b'"server":"' + name + b'"')
+        for pattern, name in patterns:
+            hits = chunk.count(pattern)
             if hits:
-                progress.per_server[name.decode()] += hits
+                per_server[name] += hits
                 counted += hits
         if counted != named:
-            for name, hits in Counter(_SERVER.findall(chunk)).items():
-                if name not in names:
-                    names.append(name)
-                    progress.per_server[name.decode()] += hits
-        lines = chunk.splitlines() if check_all else [chunk[chunk.rfind(b"\n", 0, -1) + 1:]]
-        for line in lines:
+            for raw, hits in Counter(_SERVER.findall(chunk)).items():
+                if all(raw != p[0][10:-1] for p in patterns):
+                    patterns.append((b'"server":"' + raw + b'"', raw.decode()))
+                    per_server[raw.decode()] += hits
+        # Only the tail of the chunk is split: the last few lines are shown and
+        # the last one is checked (every line with check_all).
+        tail = len(chunk) - 1
+        for _ in range(8):
+            tail = chunk.rfind(b"\n", 0, tail)
+            if tail < 0:
+                break
+        last = chunk[tail + 1 :].splitlines()
+        for line in chunk.splitlines() if check_all else last[-1:]:
             _check(line, progress)
-        progress.last_lines.extend(chunk.splitlines()[-8:] if count > 8 else chunk.splitlines())
+        progress.last_lines.extend(last)
         if on_chunk is not None:
             on_chunk(chunk)
         if progress.answered >= total:
