@@ -29,6 +29,7 @@ from balancer.roundrobin import RoundRobin
 from balancer.stats import BackendStats, BalancerStats, percentile
 
 SWEEP_INTERVAL = 0.1
+ROUTE_SAMPLE = 0.02
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class Balancer:
         self.dirty_clients: list[ClientConnection] = []
         self.dirty_backends: list[Backend] = []
         self.flush_scheduled = False
+        self._routes_noted = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.host = self.config.host
         self.port = 0
@@ -388,9 +390,16 @@ class Balancer:
     def flush_all(self) -> None:
         self.flush_scheduled = False
         backends, self.dirty_backends = self.dirty_backends, []
+        # The routing panel gets a sample of what is written, at most every
+        # ROUTE_SAMPLE s: at low rates that is every request, at high rates it
+        # keeps the cost per request at nothing.
+        now = time.monotonic()
+        if now - self._routes_noted >= ROUTE_SAMPLE:
+            self._routes_noted = now
+            for backend in backends:
+                if backend.out:
+                    self._note_routes(backend)
         for backend in backends:
-            if backend.out:
-                self._note_routes(backend)
             backend.flush()
         clients, self.dirty_clients = self.dirty_clients, []
         for client in clients:
