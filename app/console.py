@@ -155,7 +155,9 @@ class ConsoleApp(App[SessionSummary | None]):
         try:
             await self.source.start()
         except OSError as exc:
-            self.failure = f"lbconsole: cannot listen: {exc.strerror or exc}"
+            self.failure = (f"lbconsole: cannot listen: {exc.strerror or exc}\n"
+                            "another lbconsole may be running; --port 0 picks a free port "
+                            "(make run ARGS=\"--port 0\")")
             self.exit(None, return_code=1)
             return
         if self.freeze_gc:

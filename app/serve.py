@@ -22,7 +22,8 @@ async def serve(config: RuntimeConfig, stats_interval: float = 0.0) -> int:
             port = await runtime.balancer.start()
         except OSError as exc:
             print(f"lbconsole serve: cannot listen on {config.host}:{config.port}: "
-                  f"{exc.strerror or exc}", file=sys.stderr, flush=True)
+                  f"{exc.strerror or exc} (--port 0 picks a free port)", file=sys.stderr,
+                  flush=True)
             runtime.log.close()
             return 1
         # The first stdout line is the contract with scripts: the real port.
