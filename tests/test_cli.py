@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.wire import pid_alive
+
 LBCONSOLE = [sys.executable, "-m", "app.cli"]
 
 
@@ -63,14 +65,6 @@ def server_pids(log: Path, count: int = 3) -> list[int]:
         time.sleep(0.05)
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def talk(port: int, payload: bytes, timeout: float = 10.0) -> list[dict]:
     """A client that knows only the protocol: plain socket, lines in, JSON lines out."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
@@ -100,10 +94,10 @@ def test_serve_speaks_the_protocol_to_an_outside_client_and_stops_clean(tmp_path
         assert by_id[4]["result"] == 12
 
         pids = server_pids(tmp_path / "serve.log")
-        assert len(pids) == 3 and all(alive(p) for p in pids)
+        assert len(pids) == 3 and all(pid_alive(p) for p in pids)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
-        assert not [p for p in pids if alive(p)]
+        assert not [p for p in pids if pid_alive(p)]
     log = (tmp_path / "serve.log").read_text()
     assert "all servers stopped" in log
 
@@ -175,6 +169,6 @@ def test_servers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
         process.kill()
         process.wait(timeout=10)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(alive(p) for p in pids):
+        while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
             time.sleep(0.05)
-        assert not [p for p in pids if alive(p)]
+        assert not [p for p in pids if pid_alive(p)]

@@ -11,16 +11,9 @@ from pathlib import Path
 import pytest
 
 from balancer.client import Client
+from tests.wire import pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

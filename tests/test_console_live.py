@@ -20,6 +20,7 @@ from app.widgets.log_panel import LogPanel
 from app.widgets.routing import RoutingView
 from app.widgets.server_table import ServerTable
 from app.widgets.status import StatusBar
+from tests.wire import pid_alive
 
 SIZE = (120, 40)
 
@@ -64,14 +65,6 @@ async def type_line(pilot: Pilot, line: str) -> None:
     if not isinstance(pilot.app.focused, CommandInput):
         await pilot.press("slash")
     await pilot.press(*line, "enter")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def test_servers_come_up_and_a_typed_batch_completes(console: ConsoleApp) -> None:

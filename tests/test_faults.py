@@ -15,8 +15,8 @@ import pytest
 
 from tests.chaos import crash_storm, frozen_server
 from tests.conftest import RuntimeFactory
-from tests.test_cli import LBCONSOLE, alive, server_pids
-from tests.wire import Wire, wait_state
+from tests.test_cli import LBCONSOLE, server_pids
+from tests.wire import Wire, pid_alive, wait_state
 
 
 async def test_crash_storm_loses_and_duplicates_nothing(make_runtime: RuntimeFactory) -> None:
@@ -157,7 +157,7 @@ def test_sigterm_answers_everything_in_flight_and_stops_clean(tmp_path: Path) ->
         assert sorted(a["id"] for a in answers) == list(range(1, 301))
         assert all("result" in a or a["error"] == "balancer shutting down" for a in answers)
         assert process.wait(timeout=20) == 0
-        assert not [p for p in pids if alive(p)]
+        assert not [p for p in pids if pid_alive(p)]
         text = log.read_text()
         assert text.rstrip().endswith("all servers stopped")
     finally:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+from pathlib import Path
 
 
 class Wire:
@@ -62,3 +63,12 @@ async def wait_state(runtime, name: str, state: str, timeout: float = 15.0) -> N
     backend = runtime.balancer.backend(name)
     await wait_until(lambda: backend.state.value == state, timeout,
                      f"{name} {state} (it is {backend.state.value}: {backend.reason})")
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process exists and is not a zombie (read from /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
