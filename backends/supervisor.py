@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +48,6 @@ class ManagedServer:
     returncode: int | None = None
     reason: str = ""
     restarts: int = 0
-    started_at: float = 0.0
     stopping: bool = False
     stderr: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     watcher: asyncio.Task[None] | None = None
@@ -157,7 +155,6 @@ class ServerSupervisor:
         server.stopping = False
         server.reason = "starting"
         server.stderr.clear()
-        server.started_at = time.monotonic()
         args = [self.python, "-m", "backends.server", "--name", name, "--host", self.host,
                 "--port", str(server.port_wanted), "--exit-on-stdin-eof"]
         if server.delay:
@@ -303,7 +300,3 @@ class ServerSupervisor:
             if process is not None and process.returncode is None:
                 with contextlib.suppress(ProcessLookupError, OSError):
                     os.kill(process.pid, signal.SIGKILL)
-
-    def live_pids(self) -> list[int]:
-        return [s.process.pid for s in self.servers.values()
-                if s.process is not None and s.process.returncode is None]

@@ -537,6 +537,8 @@ class Balancer:
             queued=len(self.waiting),
             expired=self.expired,
             late=sum(b.late for b in self.backends),
+            refused=self.refused_clients,
+            discarded=self.discarded,
             rate=self._rate,
             servers_up=sum(1 for b in self.backends if b.eligible),
             backends=tuple(rows),

@@ -327,6 +327,8 @@ class ClientConnection(asyncio.Protocol):
         """Write queued answers in one call; finish an `exit` once nothing is pending."""
         transport = self.transport
         if transport is None or not self.alive:
+            # The client has gone: its answers are dropped, and counted.
+            self.balancer.discarded += len(self.out)
             self.out.clear()
             return
         out = self.out

@@ -40,6 +40,10 @@ class BalancerStats:
     queued: int
     expired: int
     late: int
+    refused: int
+    """Connections turned away past --max-clients."""
+    discarded: int
+    """Answers dropped because their client had gone."""
     rate: float
     """Answers per second over the last second."""
     servers_up: int

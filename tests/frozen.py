@@ -31,6 +31,7 @@ def stats(rows: Sequence[ServerRow], **values: object) -> BalancerStats:
     base: dict[str, object] = dict(
         address="127.0.0.1:5001", uptime=83.0, clients=1, requests=answered, answered=answered,
         errors=sum(r.errors for r in rows), redispatched=0, queued=0, expired=0, late=0,
+        refused=0, discarded=0,
         rate=0.0, servers_up=sum(1 for r in rows if r.state == "UP"), backends=(),
     )
     base.update(values)

@@ -8,6 +8,7 @@ import contextlib
 import json
 import socket
 import statistics
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -139,7 +140,10 @@ async def test_client_leaving_with_requests_in_flight(make_runtime: RuntimeFacto
     while runtime.balancer.inflight_total() < 3000:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
-    await wire.close()
+    # Gone at once: SO_LINGER 0 makes close() send a reset, not a polite half-close.
+    wire.writer.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    wire.writer.transport.abort()
     deadline = time.monotonic() + 15
     while runtime.balancer.inflight_total() or runtime.balancer.clients:
         assert time.monotonic() < deadline, runtime.balancer.inflight_total()
@@ -148,6 +152,7 @@ async def test_client_leaving_with_requests_in_flight(make_runtime: RuntimeFacto
     assert sum(b.served for b in backends) == 3000  # the servers' work was done...
     assert sum(b.errors for b in backends) == 0     # ...and not turned into errors
     assert all(not b.inflight for b in backends)
+    assert runtime.stats().discarded == 3000  # ...and their answers dropped, counted
     other = await Wire.open(runtime.balancer.port)
     await other.send("somma 40 2")
     assert (await other.answer())["result"] == 42
