@@ -92,6 +92,7 @@ class ConsoleApp(App[SessionSummary | None]):
         Binding("d", "server('drain')", "drain"),
         Binding("a", "add_server", "add"),
         Binding("p", "pause", "pause"),
+        Binding("l", "log_filter", "log: events only / all", show=False),
         Binding("slash", "focus_input", "input"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
@@ -146,8 +147,9 @@ class ConsoleApp(App[SessionSummary | None]):
 
     def set_titles(self) -> None:
         paused = " · PAUSED" if self.paused else ""
+        events = " · events only" if self.query_one(LogPanel).events_only else ""
         titles = {"#servers": "Servers", "#routing-box": f"Routing{paused}",
-                  "#responses": f"Responses{paused}", "#log": f"Log{paused}"}
+                  "#responses": f"Responses{paused}", "#log": f"Log{events}{paused}"}
         for selector, title in titles.items():
             self.query_one(selector).border_title = title
 
@@ -191,7 +193,8 @@ class ConsoleApp(App[SessionSummary | None]):
             if scroll_turn and not self.paused:
                 w.routing.show(source.routes())
                 w.responses.show(source.answers())
-                w.log.show(*source.log_lines())
+                w.log.show(*(source.event_lines() if w.log.events_only
+                             else source.log_lines()))
 
     def say(self, outcome: Outcome) -> None:
         message = self.query_one("#message", Static)
@@ -221,6 +224,14 @@ class ConsoleApp(App[SessionSummary | None]):
         self.set_titles()
         self.say(Outcome("paused: the panels stop scrolling (p resumes)" if self.paused
                          else "resumed"))
+        self.tick()
+
+    def action_log_filter(self) -> None:
+        log = self.query_one(LogPanel)
+        log.set_events_only(not log.events_only)
+        self.set_titles()
+        self.say(Outcome("log: events only (connections, states, actions); l shows all"
+                         if log.events_only else "log: every line, as in the file"))
         self.tick()
 
     def action_focus_input(self) -> None:

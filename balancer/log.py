@@ -42,6 +42,9 @@ class RequestLog:
         self.recent: deque[bytes] = deque(maxlen=keep_recent)
         self.total = 0
         """Lines flushed so far; the console uses it to see what is new in `recent`."""
+        self.events: deque[bytes] = deque(maxlen=keep_recent)
+        """The latest event lines alone (no per-request lines), for the console."""
+        self.events_total = 0
         self.write_errors = 0
         self._stamp_second = -1
         self._stamp_prefix = b""
@@ -70,7 +73,10 @@ class RequestLog:
 
     def event(self, text: str) -> None:
         """Log one line of text (state changes, connections, operator actions)."""
-        self.pieces += (self.stamp(), b"", text.encode("utf-8", "replace") + b"\n")
+        stamp, body = self.stamp(), text.encode("utf-8", "replace") + b"\n"
+        self.pieces += (stamp, b"", body)
+        self.events.append(stamp + body)
+        self.events_total += 1
 
     def line(self, tag: bytes, body: bytes) -> None:
         """Log one ready-made line (`body` ends in a newline)."""

@@ -91,6 +91,10 @@ class FrozenSource:
     def log_lines(self) -> tuple[int, Sequence[bytes]]:
         return len(self.log_list), self.log_list
 
+    def event_lines(self) -> tuple[int, Sequence[bytes]]:
+        events = [line for line in self.log_list if b'{"id"' not in line]
+        return len(events), events
+
     async def request(self, line: str) -> dict:
         return {"id": 1, "op": "somma", "a": 3, "b": 4, "result": 7, "server": "server1"}
 

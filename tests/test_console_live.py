@@ -133,12 +133,32 @@ async def test_pause_freezes_the_scrolling_panels(console: ConsoleApp) -> None:
         assert log.line_count > logged
 
 
+async def test_log_filter_shows_events_only(console: ConsoleApp) -> None:
+    async with console.run_test(size=SIZE) as pilot:
+        await all_up(pilot, console)
+        source = console.source
+        assert isinstance(source, LiveSource)
+        log = console.query_one(LogPanel)
+        await pilot.press("l")
+        assert "events only" in str(console.query_one("#log").border_title)
+        for _ in range(5):
+            await source.request("somma 2 2")
+        await pilot.press("k")  # kill server1: an event among the requests
+        await until(pilot, lambda: any("UP -> DOWN" in line for line in log.lines), 5,
+                    "the state change in the log panel")
+        assert log.lines and not any('{"id"' in line for line in log.lines)
+        await pilot.press("l")
+        await source.request("somma 3 3")
+        await until(pilot, lambda: any('"result":6' in line for line in log.lines), 5,
+                    "request lines back in the log panel")
+
+
 async def test_keys_typed_in_the_input_go_to_the_input(console: ConsoleApp) -> None:
     async with console.run_test(size=SIZE) as pilot:
         await all_up(pilot, console)
-        await pilot.press("slash", *"k2sradpq?")
+        await pilot.press("slash", *"k2sradplq?")
         box = console.query_one(CommandInput)
-        assert box.value == "k2sradpq?"
+        assert box.value == "k2sradplq?"
         assert not isinstance(console.screen, HelpScreen)
         assert not console.paused
         assert all(state(console, n) == "UP" for n in ("server1", "server2", "server3"))

@@ -20,6 +20,14 @@ class LogPanel(Following, Log):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(max_lines=500, auto_scroll=False, id=id, classes=classes)
         self.seen = 0
+        self.events_only = False
+        """Show only events (connections, states, actions), not one line per request."""
+
+    def set_events_only(self, events_only: bool) -> None:
+        """Switch what the panel follows; it starts again from the latest lines."""
+        self.events_only = events_only
+        self.seen = 0
+        self.clear()
 
     def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
         """Skip Log's background measure of the widest line.
