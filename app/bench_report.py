@@ -53,8 +53,9 @@ def _num(value: float | None, spec: str) -> str:
 def render_table(report: dict) -> str:
     m, s = report["machine"], report["settings"]
     lines = [
-        f"lbconsole bench: {s['requests']:,} requests per target, {s['connections']} connections"
-        f" x {s['depth']} in flight, {s['servers']} calculation servers shared by every target",
+        f"lbconsole bench: {s['requests']:,} requests per target in {s.get('rounds', 1)} rounds,"
+        f" {s['connections']} connections x {s['depth']} in flight, {s['servers']} calculation"
+        " servers shared by every target",
         f"machine: {m['cores']} cores, {m['cpu']}, {m['implementation']} {m['python']}, "
         f"uvloop {'on' if m['uvloop'] else 'off'}"
         + (f", HAProxy {m['haproxy']}" if m.get("haproxy") else ", no HAProxy"),
@@ -74,6 +75,13 @@ def render_table(report: dict) -> str:
             f"{_num(pp.get('added_p50_ms'), '+.3f') if name != 'direct' else '-':>7}")
     if report.get("error"):
         lines.append(f"stopped: {report['error']}")
+    if s.get("rounds", 1) > 1:
+        lines += ["", "req/s of each round (the targets took turns; the table shows the median "
+                  "round):"]
+        for name, r in report["targets"].items():
+            if r.get("rounds_req_per_s"):
+                lines.append(f"  {name:<12} " + "  ".join(
+                    _num(x, ",.0f") for x in r["rounds_req_per_s"]))
     lines += ["", "CPU during each load run, in cores busy (and microseconds per request):"]
     for name, r in report["targets"].items():
         if r["status"] != "ok":

@@ -384,7 +384,10 @@ class Balancer:
     def flush_backend(self, backend: Backend) -> None:
         """Write one server's queue now (outside the end-of-iteration flush)."""
         if backend.out:
-            self._note_routes(backend)
+            now = time.monotonic()
+            if now - self._routes_noted >= ROUTE_SAMPLE:
+                self._routes_noted = now
+                self._note_routes(backend)
         backend.flush()
 
     def flush_all(self) -> None:

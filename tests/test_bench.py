@@ -73,7 +73,8 @@ async def test_generator_reports_a_refused_connection() -> None:
 
 def test_bench_smoke_every_answer_right(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args([
-        "bench", "-n", "3000", "-c", "4", "-d", "16", "--pingpong-requests", "200",
+        "bench", "-n", "3000", "--rounds", "2", "-c", "4", "-d", "16",
+        "--pingpong-requests", "200",
         "--targets", "direct,serve,console", "--timeout", "30", "--json"])
     code = bench_main(args)
     report = json.loads(capsys.readouterr().out)
@@ -90,7 +91,8 @@ def test_bench_smoke_every_answer_right(capsys: pytest.CaptureFixture[str]) -> N
         assert result["status"] == "ok", result
         load = result["load"]
         assert set(FIELDS) <= set(load)
-        assert load["answered"] == load["requests"] == 3000
+        assert load["answered"] == load["requests"] == 1500  # 3000 over 2 rounds
+        assert len(result["rounds_req_per_s"]) == 2
         assert load["wrong"] == load["duplicates"] == load["missing"] == load["errors"] == 0
         assert result["pingpong"]["answered"] == 200
         for key in ("req_per_s", "p50_ms", "p99_ms", "peak_rss_mb", "ratio_direct"):
