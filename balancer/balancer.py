@@ -30,6 +30,7 @@ from balancer.stats import BackendStats, BalancerStats, percentile
 
 SWEEP_INTERVAL = 0.1
 ROUTE_SAMPLE = 0.02
+ROUTE_BUDGET = 32
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ class Balancer:
         self.dirty_clients: list[ClientConnection] = []
         self.dirty_backends: list[Backend] = []
         self.flush_scheduled = False
-        self._routes_noted = 0.0
+        self._routes_window = 0.0
+        self._routes_budget = ROUTE_BUDGET
         self._loop: asyncio.AbstractEventLoop | None = None
         self.host = self.config.host
         self.port = 0
@@ -383,22 +385,14 @@ class Balancer:
 
     def flush_backend(self, backend: Backend) -> None:
         """Write one server's queue now (outside the end-of-iteration flush)."""
-        if backend.out:
-            now = time.monotonic()
-            if now - self._routes_noted >= ROUTE_SAMPLE:
-                self._routes_noted = now
-                self._note_routes(backend)
+        if backend.out and self._may_note_routes():
+            self._note_routes(backend)
         backend.flush()
 
     def flush_all(self) -> None:
         self.flush_scheduled = False
         backends, self.dirty_backends = self.dirty_backends, []
-        # The routing panel gets a sample of what is written, at most every
-        # ROUTE_SAMPLE s: at low rates that is every request, at high rates it
-        # keeps the cost per request at nothing.
-        now = time.monotonic()
-        if now - self._routes_noted >= ROUTE_SAMPLE:
-            self._routes_noted = now
+        if self._may_note_routes():
             for backend in backends:
                 if backend.out:
                     self._note_routes(backend)
@@ -408,8 +402,18 @@ class Balancer:
         for client in clients:
             client.flush()
 
+    def _may_note_routes(self) -> bool:
+        """The routing panel gets up to ROUTE_BUDGET routes every ROUTE_SAMPLE s: at
+        low rates every request, at high rates a sample that costs next to nothing."""
+        now = time.monotonic()
+        if now - self._routes_window >= ROUTE_SAMPLE:
+            self._routes_window = now
+            self._routes_budget = ROUTE_BUDGET
+        return self._routes_budget > 0
+
     def _note_routes(self, backend: Backend) -> None:
         """Remember the latest requests sent to a server, for the routing panel."""
+        self._routes_budget -= min(len(backend.out), 8)
         recent = self.recent_routes
         inflight = backend.inflight
         last = backend.sent
