@@ -229,17 +229,17 @@ class ClientConnection(asyncio.Protocol):
             if self.pending >= self.max_inflight and self.transport is not None:
                 self.paused_by_inflight = True
                 self.transport.pause_reading()
-        if self.out or self.exiting or self.half_closed or len(self.buffer) > MAX_LINE:
+        if self.exiting or self.half_closed or len(self.buffer) > MAX_LINE:
             self._after_chunk()
 
     def _after_chunk(self) -> None:
-        """The rare endings of a chunk: an over-long line, a half-close, local answers."""
+        """The rare endings of a chunk: an over-long line, a half-close, an exit."""
         if len(self.buffer) > MAX_LINE and not self.exiting:
             self.seq += 1
             self._too_long(self.seq)
         if self.half_closed and not self.held:
             self.exiting = True
-        if self.out or self.exiting:
+        if self.exiting:
             self.flush()
 
     def _prepare(self, line: bytes, seq: int) -> tuple[bytes, bytes] | int | None:
@@ -305,9 +305,14 @@ class ClientConnection(asyncio.Protocol):
         self.flush()
 
     def _answer(self, line: bytes) -> None:
-        """Queue an answer the balancer made itself (an error, a pong, goodbye)."""
-        self.out.append(line)
+        """Queue an answer the balancer made itself (an error, a pong, goodbye);
+        it is written with the others at the end of the loop iteration."""
         balancer = self.balancer
+        if not self.out:
+            balancer.dirty_clients.append(self)
+            if not balancer.flush_scheduled:
+                balancer.schedule_flush()
+        self.out.append(line)
         if balancer.log.log_requests:
             balancer.log.line(self.tag, line)
         if b'"error"' in line[:40]:
