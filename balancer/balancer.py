@@ -24,7 +24,7 @@ from balancer.backend import Admin, Backend, BackendConnection, Entry, ServerSta
 from balancer.frontend import ClientConnection
 from balancer.health import HealthChecker, HealthPolicy
 from balancer.log import RequestLog
-from balancer.protocol import dumps, error_line, json_id
+from balancer.protocol import dumps, json_id
 from balancer.roundrobin import RoundRobin
 from balancer.stats import BackendStats, BalancerStats, percentile
 
@@ -554,5 +554,3 @@ class Balancer:
     def inflight_total(self) -> int:
         return sum(len(b.inflight) for b in self.backends) + len(self.waiting)
 
-
-__all__ = ["Balancer", "BalancerConfig", "error_line"]
