@@ -107,8 +107,9 @@ class Balancer:
         self.dirty_clients: list[ClientConnection] = []
         self.dirty_backends: list[Backend] = []
         self.flush_scheduled = False
-        self._routes_window = 0.0
-        self._routes_budget = ROUTE_BUDGET
+        self.routes_window_end = 0.0
+        self.routes_budget = ROUTE_BUDGET
+        """Routes the routing panel may still get before `routes_window_end`."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self.host = self.config.host
         self.port = 0
@@ -385,14 +386,14 @@ class Balancer:
 
     def flush_backend(self, backend: Backend) -> None:
         """Write one server's queue now (outside the end-of-iteration flush)."""
-        if backend.out and self._may_note_routes():
+        if backend.out and self._may_note_routes(time.monotonic()):
             self._note_routes(backend)
         backend.flush()
 
     def flush_all(self) -> None:
         self.flush_scheduled = False
         backends, self.dirty_backends = self.dirty_backends, []
-        if self._may_note_routes():
+        if self._may_note_routes(time.monotonic()):
             for backend in backends:
                 if backend.out:
                     self._note_routes(backend)
@@ -402,28 +403,34 @@ class Balancer:
         for client in clients:
             client.flush()
 
-    def _may_note_routes(self) -> bool:
+    def _may_note_routes(self, now: float) -> bool:
         """The routing panel gets up to ROUTE_BUDGET routes every ROUTE_SAMPLE s: at
         low rates every request, at high rates a sample that costs next to nothing."""
-        now = time.monotonic()
-        if now - self._routes_window >= ROUTE_SAMPLE:
-            self._routes_window = now
-            self._routes_budget = ROUTE_BUDGET
-        return self._routes_budget > 0
+        if now >= self.routes_window_end:
+            self.routes_window_end = now + ROUTE_SAMPLE
+            self.routes_budget = ROUTE_BUDGET
+        return self.routes_budget > 0
 
     def _note_routes(self, backend: Backend) -> None:
-        """Remember the latest requests sent to a server, for the routing panel."""
-        self._routes_budget -= min(len(backend.out), 8)
-        recent = self.recent_routes
-        inflight = backend.inflight
+        """Remember the latest requests queued for a server, for the routing panel."""
+        self.routes_budget -= min(len(backend.out), 8)
         last = backend.sent
-        tail = backend.out[-8:]
-        for number, payload in enumerate(tail, start=last - len(tail) + 1):
-            entry = inflight.get(number)
-            if entry is not None:
-                client = entry[0]
-                recent.append(Route(entry[3], backend.name, client.name, client.number,
-                                    entry[1][6:].decode("utf-8", "replace"), payload, entry[4]))
+        count = min(len(backend.out), 8)
+        for number in range(last - count + 1, last + 1):
+            self._remember_route(backend, backend.inflight.get(number))
+
+    def note_route(self, backend: Backend, number: int, now: float) -> None:
+        """Remember one request just sent (the lone-request path), within the budget."""
+        if self._may_note_routes(now):
+            self.routes_budget -= 1
+            self._remember_route(backend, backend.inflight.get(number))
+
+    def _remember_route(self, backend: Backend, entry: Entry | None) -> None:
+        if entry is not None:
+            client = entry[0]
+            self.recent_routes.append(Route(entry[3], backend.name, client.name, client.number,
+                                            entry[1][6:].decode("utf-8", "replace"), entry[2],
+                                            entry[4]))
 
     def enqueue(self, entry: Entry) -> None:
         """Hold a request while no server is UP; refuse it when the queue is full."""
