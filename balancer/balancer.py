@@ -413,9 +413,9 @@ class Balancer:
 
     def _note_routes(self, backend: Backend) -> None:
         """Remember the latest requests queued for a server, for the routing panel."""
-        self.routes_budget -= min(len(backend.out), 8)
-        last = backend.sent
         count = min(len(backend.out), 8)
+        self.routes_budget -= count
+        last = backend.sent
         for number in range(last - count + 1, last + 1):
             self._remember_route(backend, backend.inflight.get(number))
 
