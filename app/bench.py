@@ -2,7 +2,8 @@
 
 Starts its own calculation servers, then drives the same load at each target in
 turn from a separate generator process (`python -m balancer.loadgen`), every
-answer checked, and prints a table (or one JSON object with `--json`).
+answer checked. Then every target measures ping-pong latency at once, taking
+turns. It prints a table (or one JSON object with `--json`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from app.bench_report import goals, render_table
 TARGETS = ("direct", "serve", "serve-nolog", "console", "haproxy")
 DEFAULT_REQUESTS = 1_000_000
 START_TIMEOUT = 20.0
+PINGPONG_SLICE = 100
+"""Ping-pong requests per target per turn."""
 
 
 def _positive_int(text: str) -> int:
@@ -81,8 +84,8 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stall", type=float, default=5.0, metavar="S",
                         help="a run with no answer for this long fails (default 5)")
     parser.add_argument("--pingpong-requests", type=_positive_int, default=5000, metavar="N",
-                        help="requests of the ping-pong run (1 connection, 1 in flight; "
-                             "default 5000)")
+                        help="ping-pong requests per target (1 connection, 1 in flight, "
+                             "every target alive and taking turns; default 5000)")
     parser.add_argument("--rounds", type=_positive_int, default=3,
                         help="split the requests of each target over this many rounds, the "
                              "targets taking turns; each figure is that of the median round "
@@ -97,6 +100,7 @@ def bench_main(args: argparse.Namespace) -> int:
         "connections": args.connections, "depth": args.depth, "requests": args.requests,
         "servers": args.servers, "pingpong_requests": args.pingpong_requests,
         "timeout": args.timeout, "shared_servers": True, "rounds": args.rounds,
+        "pingpong_slice": PINGPONG_SLICE,
     }
     report: dict = {"machine": machine(), "settings": settings, "targets": {}}
     say = _progress(args.json)
@@ -118,6 +122,16 @@ def bench_main(args: argparse.Namespace) -> int:
                     say(f"{name}: {_brief(result)}")
             for name in wanted:
                 report["targets"][name] = _median_round(rounds[name])
+            measured = [n for n in wanted if report["targets"][n]["status"] == "ok"]
+            if measured:
+                say(f"ping-pong: {', '.join(measured)} taking turns")
+                pingpong = run_pingpong(measured, procs, servers, args, workdir)
+                for name in measured:
+                    result = report["targets"][name]
+                    result["pingpong"] = pingpong[name]
+                    if not pingpong[name].get("ok"):
+                        result["status"] = "failed"
+                        result["reason"] = f"ping-pong: {pingpong[name].get('error')}"
         except BenchError as exc:
             report["error"] = str(exc)
         finally:
@@ -135,7 +149,7 @@ def bench_main(args: argparse.Namespace) -> int:
 
 def run_target(name: str, procs: Processes, servers: list[Running],
                args: argparse.Namespace, workdir: Path) -> dict:
-    """Ping-pong, then the full load, against one target; the figures as a dict."""
+    """The full load against one target; the figures as a dict."""
     balancer: Running | None = None
     try:
         try:
@@ -148,11 +162,6 @@ def run_target(name: str, procs: Processes, servers: list[Running],
         if name == "haproxy" and balancer is None:
             return {"status": "skipped", "reason": "haproxy not found on PATH"}
         addresses = [s.address for s in servers] if balancer is None else [balancer.address]
-        # The added latency compares with a direct ping-pong run just before, not with
-        # the one minutes earlier: other work on the machine shifts both alike.
-        baseline = None if balancer is None else _generate(
-            procs, [servers[0].address], 1, 1, args.pingpong_requests, args)
-        pingpong = _generate(procs, addresses[:1], 1, 1, args.pingpong_requests, args)
         watched = {s.name: s.pid for s in servers}
         if balancer is not None:
             watched["balancer"] = balancer.pid
@@ -165,13 +174,54 @@ def run_target(name: str, procs: Processes, servers: list[Running],
     finally:
         if balancer is not None:
             procs.stop(balancer)
-    result = _figures(name, load, pingpong, before, after, rss, servers)
-    if baseline is not None and result["status"] == "ok":
-        base, p50 = baseline.get("p50_ms"), result["pingpong"]["p50_ms"]
-        result["pingpong"]["direct_p50_ms"] = base
-        result["pingpong"]["added_p50_ms"] = (
-            round(p50 - base, 4) if base is not None and p50 is not None else None)
-    return result
+    return _figures(name, load, before, after, rss, servers)
+
+
+def run_pingpong(names: list[str], procs: Processes, servers: list[Running],
+                 args: argparse.Namespace, workdir: Path) -> dict[str, dict]:
+    """Latency at one request in flight, every target alive at once and taking turns
+    in slices (see `loadgen.ping_pong`); added = a target's p50 minus direct's."""
+    started: list[Running] = []
+    pairs = [("direct", servers[0].address)]
+    out: dict[str, dict] = {}
+    try:
+        for name in names:
+            if name == "direct":
+                continue
+            try:
+                running = _start_target(name, procs, servers, workdir)
+            except BenchError as exc:
+                out[name] = {"ok": False, "error": str(exc)}
+                continue
+            if running is not None:
+                started.append(running)
+                pairs.append((name, running.address))
+        command = [sys.executable, "-m", "balancer.loadgen", "-n", str(args.pingpong_requests),
+                   "--slice", str(PINGPONG_SLICE), "--timeout", str(args.timeout),
+                   "--stall", str(args.stall)]
+        for name, address in pairs:
+            command += ["--pingpong", f"{name}={address}"]
+        report = procs.run_json("pingpong", command, args.timeout + 30)
+    except BenchError as exc:
+        report = {"targets": {}, "error": str(exc)}
+    finally:
+        for running in started:
+            procs.stop(running)
+    measured = report.get("targets", {})
+    base = (measured.get("direct") or {}).get("p50_ms")
+    for name, result in measured.items():
+        figures = {k: result.get(k) for k in ("p50_ms", "p99_ms", "req_per_s", "requests",
+                                             "answered", "wrong", "errors", "ok")}
+        if not result.get("ok"):
+            figures["error"] = result.get("error") or report.get("error") or "failed"
+        p50 = result.get("p50_ms")
+        if name != "direct" and base is not None and p50 is not None:
+            figures["direct_p50_ms"] = base
+            figures["added_p50_ms"] = round(p50 - base, 4)
+        out[name] = figures
+    for name in names:
+        out.setdefault(name, {"ok": False, "error": report.get("error") or "not measured"})
+    return out
 
 
 def _start_target(name: str, procs: Processes, servers: list[Running],
@@ -213,7 +263,7 @@ def _cpu_snapshot(watched: dict[str, int]) -> dict[str, float | None]:
     return snapshot
 
 
-def _figures(name: str, load: dict, pingpong: dict, before: dict, after: dict,
+def _figures(name: str, load: dict, before: dict, after: dict,
              rss: float | None, servers: list[Running]) -> dict:
     elapsed = load.get("elapsed") or 0.0
     answered = load.get("answered") or 0
@@ -231,13 +281,11 @@ def _figures(name: str, load: dict, pingpong: dict, before: dict, after: dict,
     others = None
     if machine_cpu is not None and ours is not None:
         others = machine_cpu - ours - servers_total - (balancer_cpu or 0.0)
-    ok = load.get("ok") and pingpong.get("ok")
-    problems = [f"{what}: {r['error']}" for what, r in (("load", load), ("ping-pong", pingpong))
-                if r.get("error")]
-    for what, r in (("load", load), ("ping-pong", pingpong)):
-        for key in ("errors", "wrong", "duplicates", "missing"):
-            if r.get(key):
-                problems.append(f"{what}: {r[key]} {key}")
+    ok = load.get("ok")
+    problems = [f"load: {load['error']}"] if load.get("error") else []
+    for key in ("errors", "wrong", "duplicates", "missing"):
+        if load.get(key):
+            problems.append(f"load: {load[key]} {key}")
     result = {
         "status": "ok" if ok else "failed",
         "req_per_s": load.get("req_per_s"),
@@ -252,8 +300,6 @@ def _figures(name: str, load: dict, pingpong: dict, before: dict, after: dict,
         "generator_cpu_us_per_req": load.get("cpu_us_per_req"),
         "others_cpu_cores": _share(max(others, 0.0) if others is not None else None,
                                    used("@wall") or 0.0),
-        "pingpong": {k: pingpong.get(k) for k in ("p50_ms", "p99_ms", "req_per_s", "requests",
-                                                    "answered")},
         "load": load,
     }
     if problems:
@@ -274,10 +320,6 @@ def _median_round(results: list[dict]) -> dict:
     chosen["rounds_req_per_s"] = [r.get("req_per_s") for r in results]
     chosen["peak_rss_mb"] = max((r["peak_rss_mb"] for r in results
                                  if r.get("peak_rss_mb") is not None), default=None)
-    added = sorted(a for r in results
-                   if (a := (r.get("pingpong") or {}).get("added_p50_ms")) is not None)
-    if added:
-        chosen["pingpong"] = {**chosen["pingpong"], "added_p50_ms": added[(len(added) - 1) // 2]}
     return chosen
 
 

@@ -104,8 +104,10 @@ def render_table(report: dict) -> str:
     if direct.get("status") == "ok":
         lines.append("  " + limit_of_direct(direct, m["cores"]))
     notes = [r["note"] for r in report["targets"].values() if r.get("note")]
-    lines += ["", "ping-pong: 1 connection, 1 request in flight; added = its p50 minus the p50 "
-                  "of a direct ping-pong run just before it"]
+    lines += ["", f"ping-pong: 1 request in flight on 1 connection per target, "
+                  f"{s['pingpong_requests']:,} each; all targets alive at once, taking turns in "
+                  f"slices of {s.get('pingpong_slice', 1)},", "  so the machine's noise hits "
+                  "them alike; added = a target's p50 minus direct's"]
     lines += [f"note: {n}" for n in notes]
     lines += ["", "goals:"]
     for g in report.get("goals", []):

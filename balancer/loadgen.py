@@ -8,6 +8,9 @@ check is exact and cheap: every answer is matched to its request by id (the
 request's line number on its connection) and compared byte for byte; wrong,
 duplicate and missing answers are counted. It runs in its own process so the
 balancer under test never shares a CPU-bound process with its load.
+
+`--pingpong NAME=HOST:PORT ...` measures latency instead: one request in flight
+on one connection per target, the targets taking turns (see `ping_pong`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import json
 import random
 import resource
+import socket
 import sys
 import time
 from array import array
@@ -359,6 +363,118 @@ async def run_load(targets: list[tuple[str, int]], connections: int = 8, depth: 
     return run.totals(elapsed, cpu, error)
 
 
+def ping_pong(targets: list[tuple[str, tuple[str, int]]], requests: int, *, slice_size: int = 100,
+              warmup: int = 200, timeout: float = 60.0, stall: float = 5.0,
+              seed: int = 1) -> dict:
+    """One request in flight at a time on one connection per target, the targets
+    taking turns in slices of `slice_size` requests (in a shuffled order each
+    turn) until each has had `requests`. Whatever the machine does meanwhile
+    (other work, where the scheduler puts each process) hits every target alike,
+    so their p50s can be compared. Every answer is checked; blocking sockets keep
+    the generator's own share of each round trip small and the same for all."""
+    lines, fields = build_pool(POOL_SIZE, seed)
+    rng = random.Random(seed)
+    results: dict[str, dict] = {}
+    conns: dict[str, _PingConnection] = {}
+    deadline = time.monotonic() + timeout
+    error = None
+    try:
+        for name, address in targets:
+            conns[name] = _PingConnection(address, stall, lines, fields)
+            results[name] = {"requests": requests}
+        for conn in conns.values():
+            conn.run(warmup, None)
+        names = list(conns)
+        done = 0
+        while done < requests:
+            count = min(slice_size, requests - done)
+            rng.shuffle(names)
+            for name in names:
+                conns[name].run(count, conns[name].latencies)
+            done += count
+            if time.monotonic() > deadline:
+                raise LoadError(f"overall timeout: {timeout:g}s passed with {done} of "
+                                f"{requests} round trips per target")
+    except LoadError as exc:
+        error = str(exc)
+    finally:
+        for conn in conns.values():
+            conn.close()
+    for name, conn in conns.items():
+        ordered = sorted(conn.latencies)
+        elapsed = sum(ordered)
+        results[name].update(
+            answered=len(ordered), wrong=conn.wrong, errors=conn.errors,
+            p50_ms=_ms(percentile(ordered, 0.50)), p99_ms=_ms(percentile(ordered, 0.99)),
+            req_per_s=round(len(ordered) / elapsed, 1) if elapsed > 0 else 0.0,
+            error=conn.error, bad_lines=conn.bad_lines)
+        results[name]["ok"] = (conn.error is None and error is None and not conn.wrong
+                               and not conn.errors and len(ordered) == requests)
+    return {"targets": results, "requests": requests, "slice": slice_size,
+            "ok": error is None and all(r["ok"] for r in results.values()), "error": error}
+
+
+class _PingConnection:
+    """A blocking connection for `ping_pong`: send one request, read its answer, check it."""
+
+    def __init__(self, address: tuple[str, int], stall: float, lines: list[bytes],
+                 fields: list[bytes]) -> None:
+        self.lines = lines
+        self.fields = fields
+        self.latencies: list[float] = []
+        self.sent = 0
+        self.wrong = 0
+        self.errors = 0
+        self.error: str | None = None
+        self.bad_lines: list[str] = []
+        self.address = f"{address[0]}:{address[1]}"
+        try:
+            self.sock = socket.create_connection(address, timeout=stall)
+        except OSError as exc:
+            raise LoadError(f"cannot connect to {self.address}: "
+                            f"{exc.strerror or exc}") from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def run(self, count: int, latencies: list[float] | None) -> None:
+        sock, lines, fields = self.sock, self.lines, self.fields
+        clock = time.perf_counter
+        mask = POOL_SIZE - 1
+        for _ in range(count):
+            k = self.sent + 1
+            started = clock()
+            try:
+                sock.sendall(lines[k & mask])
+                buffer = self.buffer
+                while b"\n" not in buffer:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise LoadError(f"{self.address} closed the connection after "
+                                        f"{self.sent} answers")
+                    buffer += chunk
+            except OSError as exc:
+                self.error = f"{self.address}: {exc.strerror or exc or 'timed out'}"
+                raise LoadError(self.error) from None
+            ended = clock()
+            line, _, self.buffer = buffer.partition(b"\n")
+            self.sent = k
+            cut = line.find(b",", 6)
+            want = fields[k & mask]
+            if line[6:cut] != b"%d" % k or not line.startswith(want, cut) or line[-1:] != b"}":
+                if line.startswith(b',"error":', cut):
+                    self.errors += 1
+                else:
+                    self.wrong += 1
+                    if len(self.bad_lines) < 5:
+                        self.bad_lines.append(line[:200].decode("utf-8", "replace"))
+            if latencies is not None:
+                latencies.append(ended - started)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
 def parse_target(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
@@ -369,8 +485,14 @@ def parse_target(text: str) -> tuple[str, int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m balancer.loadgen",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", action="append", type=parse_target, required=True,
+    parser.add_argument("--target", action="append", type=parse_target, default=[],
                         metavar="HOST:PORT", help="where to send (repeat to spread connections)")
+    parser.add_argument("--pingpong", action="append", type=_named_target, default=[],
+                        metavar="NAME=HOST:PORT",
+                        help="ping-pong instead of load: one request in flight per target, "
+                             "the targets taking turns (repeat for each target)")
+    parser.add_argument("--slice", type=int, default=100,
+                        help="ping-pong requests per target per turn (default 100)")
     parser.add_argument("-c", "--connections", type=int, default=8)
     parser.add_argument("-d", "--depth", type=int, default=64, help="requests in flight each")
     parser.add_argument("-n", "--requests", type=int, default=100_000)
@@ -382,8 +504,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _named_target(text: str) -> tuple[str, tuple[str, int]]:
+    name, sep, address = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT, got {text!r}")
+    return name, parse_target(address)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.pingpong:
+        report = ping_pong(args.pingpong, args.requests, slice_size=max(1, args.slice),
+                           timeout=args.timeout, stall=args.stall, seed=args.seed)
+        print(json.dumps(report), flush=True)
+        return 0 if report["ok"] else 1
+    if not args.target:
+        print("loadgen: give --target HOST:PORT (load) or --pingpong NAME=HOST:PORT",
+              file=sys.stderr)
+        return 2
     totals = eventloop.run(run_load(args.target, args.connections, args.depth, args.requests,
                                     timeout=args.timeout, stall=args.stall, seed=args.seed))
     if args.json:

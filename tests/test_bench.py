@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from app.bench import bench_main
 from app.cli import build_parser
 from backends.server import CalcServer
-from balancer.loadgen import POOL_SIZE, build_pool, run_load
+from balancer.loadgen import POOL_SIZE, build_pool, ping_pong, run_load
 
 FIELDS = ("requests", "answered", "errors", "wrong", "duplicates", "missing", "elapsed",
           "req_per_s", "p50_ms", "p99_ms")
@@ -61,6 +62,47 @@ async def test_generator_counts_wrong_duplicate_and_missing_answers() -> None:
     assert not totals.ok
 
 
+async def test_ping_pong_checks_every_answer_and_takes_turns() -> None:
+    """Two targets, one of them lying once: both measured, the lie counted, not ok."""
+    calc = CalcServer("pp")
+    served: list[int] = []
+
+    def make(port_index: int) -> type[asyncio.Protocol]:
+        class OneAtATime(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+                self.seq = 0
+
+            def data_received(self, data: bytes) -> None:
+                for line in data.split(b"\n")[:-1]:
+                    self.seq += 1
+                    served.append(port_index)
+                    answer = calc.answer(line, self.seq)
+                    if port_index == 1 and self.seq == 250:
+                        answer = answer.replace(b'"result":', b'"result":1')
+                    self.transport.write(answer)  # type: ignore[attr-defined]
+
+        return OneAtATime
+
+    loop = asyncio.get_running_loop()
+    servers = [await loop.create_server(make(i), "127.0.0.1", 0) for i in range(2)]
+    targets = [(f"t{i}", ("127.0.0.1", s.sockets[0].getsockname()[1]))
+               for i, s in enumerate(servers)]
+    try:
+        report = await asyncio.to_thread(ping_pong, targets, 300, slice_size=50, warmup=10,
+                                         timeout=20, stall=5)
+    finally:
+        for server in servers:
+            server.close()
+    t0, t1 = report["targets"]["t0"], report["targets"]["t1"]
+    assert t0["answered"] == t1["answered"] == 300
+    assert t0["ok"] and t0["wrong"] == 0 and t0["p50_ms"] > 0
+    assert t1["wrong"] == 1 and not t1["ok"] and not report["ok"]
+    # Taking turns: after the warm-up, runs of exactly one slice per target.
+    runs = [len(list(group)) for _, group in itertools.groupby(served[20:])]
+    assert max(runs) <= 100 and set(runs) <= {50, 100}
+
+
 async def test_generator_reports_a_refused_connection() -> None:
     server = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -94,7 +136,12 @@ def test_bench_smoke_every_answer_right(capsys: pytest.CaptureFixture[str]) -> N
         assert load["answered"] == load["requests"] == 1500  # 3000 over 2 rounds
         assert len(result["rounds_req_per_s"]) == 2
         assert load["wrong"] == load["duplicates"] == load["missing"] == load["errors"] == 0
-        assert result["pingpong"]["answered"] == 200
+        pingpong = result["pingpong"]
+        assert pingpong["ok"] and pingpong["answered"] == 200, pingpong
+        assert pingpong["wrong"] == pingpong["errors"] == 0
+        if name != "direct":
+            assert pingpong["added_p50_ms"] == round(
+                pingpong["p50_ms"] - targets["direct"]["pingpong"]["p50_ms"], 4)
         for key in ("req_per_s", "p50_ms", "p99_ms", "peak_rss_mb", "ratio_direct"):
             assert key in result
     assert targets["serve"]["peak_rss_mb"] is not None
