@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 
 from app.runtime import Runtime, RuntimeConfig
 from balancer import eventloop
+
+
+def say(text: str) -> None:
+    """A line on stdout. If nobody reads stdout any more (`serve | head -1`, a closed
+    pipe), the balancer goes on without it: everything is in the log file too."""
+    try:
+        print(text, flush=True)
+    except (OSError, ValueError):
+        # Point stdout at /dev/null so neither this nor the exit flush fails again.
+        with contextlib.suppress(OSError, ValueError), open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), sys.stdout.fileno())
 
 
 async def serve(config: RuntimeConfig, stats_interval: float = 0.0) -> int:
@@ -27,18 +40,18 @@ async def serve(config: RuntimeConfig, stats_interval: float = 0.0) -> int:
             runtime.log.close()
             return 1
         # The first stdout line is the contract with scripts: the real port.
-        print(f"listening on {config.host}:{port}", flush=True)
+        say(f"listening on {config.host}:{port}")
         runtime.balancer.listeners.append(
-            lambda b, old, new, why: print(f"{b.name} {old} -> {new}: {why}", flush=True))
+            lambda b, old, new, why: say(f"{b.name} {old} -> {new}: {why}"))
         await runtime.start_servers()
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), stats_interval or None)
             except TimeoutError:
                 s = runtime.stats()
-                print(f"{s.servers_up}/{len(s.backends)} UP, {s.answered} answered, "
-                      f"{s.errors} errors, {s.rate:,.0f} req/s, {s.clients} clients", flush=True)
-        print("shutting down: answering requests in flight, stopping servers", flush=True)
+                say(f"{s.servers_up}/{len(s.backends)} UP, {s.answered} answered, "
+                    f"{s.errors} errors, {s.rate:,.0f} req/s, {s.clients} clients")
+        say("shutting down: answering requests in flight, stopping servers")
     finally:
         await runtime.stop()
     return 0

@@ -55,6 +55,28 @@ def serve(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen, int]]:
         _stop(process)
 
 
+def test_serve_goes_on_when_nobody_reads_its_stdout(tmp_path: Path) -> None:
+    # `lbconsole serve | head -1`: once the reader is gone, lines to stdout have
+    # nowhere to go; the balancer keeps serving and stops clean, no traceback.
+    with serve(tmp_path) as (process, port):
+        assert process.stdout is not None
+        process.stdout.close()
+        server_pids(tmp_path / "serve.log")
+        ready = re.search(r"server2 process (\d+) ready", (tmp_path / "serve.log").read_text())
+        assert ready
+        os.kill(int(ready[1]), signal.SIGKILL)  # a state change: a line for stdout
+        time.sleep(0.5)
+        answers = talk(port, b"somma 2 3\n" * 4)
+        assert [a["result"] for a in answers] == [5] * 4
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert process.stderr is not None
+        errors = process.stderr.read()
+        assert "Traceback" not in errors and "Error" not in errors, errors
+    log = (tmp_path / "serve.log").read_text()
+    assert "server2 UP -> DOWN" in log and "all servers stopped" in log
+
+
 def server_pids(log: Path, count: int = 3) -> list[int]:
     """Pids from the log's ready lines (the log is flushed every 100 ms)."""
     deadline = time.monotonic() + 10
