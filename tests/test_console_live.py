@@ -144,12 +144,12 @@ async def test_log_filter_shows_events_only(console: ConsoleApp) -> None:
         for _ in range(5):
             await source.request("somma 2 2")
         await pilot.press("k")  # kill server1: an event among the requests
-        await until(pilot, lambda: any("UP -> DOWN" in line for line in log.lines), 5,
+        await until(pilot, lambda: any("UP -> DOWN" in line for line in log.texts()), 5,
                     "the state change in the log panel")
-        assert log.lines and not any('{"id"' in line for line in log.lines)
+        assert log.texts() and not any('{"id"' in line for line in log.texts())
         await pilot.press("l")
         await source.request("somma 3 3")
-        await until(pilot, lambda: any('"result":6' in line for line in log.lines), 5,
+        await until(pilot, lambda: any('"result":6' in line for line in log.texts()), 5,
                     "request lines back in the log panel")
 
 
