@@ -29,6 +29,7 @@ from app.bench_procs import (
     machine,
     machine_busy_seconds,
     peak_rss_mb,
+    settle,
     start_balancer,
     start_haproxy,
     start_servers,
@@ -161,6 +162,7 @@ def run_target(name: str, procs: Processes, servers: list[Running],
             return {"status": "failed", "reason": str(exc)}
         if name == "haproxy" and balancer is None:
             return {"status": "skipped", "reason": "haproxy not found on PATH"}
+        settled = settle(balancer.pid) if balancer is not None else 0.0
         addresses = [s.address for s in servers] if balancer is None else [balancer.address]
         watched = {s.name: s.pid for s in servers}
         if balancer is not None:
@@ -174,7 +176,9 @@ def run_target(name: str, procs: Processes, servers: list[Running],
     finally:
         if balancer is not None:
             procs.stop(balancer)
-    return _figures(name, load, before, after, rss, servers)
+    result = _figures(name, load, before, after, rss, servers)
+    result["settle_s"] = round(settled, 2)
+    return result
 
 
 def run_pingpong(names: list[str], procs: Processes, servers: list[Running],
@@ -196,6 +200,8 @@ def run_pingpong(names: list[str], procs: Processes, servers: list[Running],
             if running is not None:
                 started.append(running)
                 pairs.append((name, running.address))
+        for running in started:
+            settle(running.pid)
         command = [sys.executable, "-m", "balancer.loadgen", "-n", str(args.pingpong_requests),
                    "--slice", str(PINGPONG_SLICE), "--timeout", str(args.timeout),
                    "--stall", str(args.stall)]

@@ -263,6 +263,22 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pid: int, limit: float = 3.0, window: float = 0.1, idle: float = 0.1) -> float:
+    """Wait until a process is at rest (under `idle` of a core for one `window`), at
+    most `limit` seconds; returns how long it took. A target is measured at rest,
+    not while it is still starting up (the console's Textual start-up runs on for a
+    few hundred milliseconds after it listens)."""
+    started = time.monotonic()
+    before = cpu_seconds(pid)
+    while before is not None and time.monotonic() - started < limit:
+        time.sleep(window)
+        now = cpu_seconds(pid)
+        if now is None or now - before < idle * window:
+            break
+        before = now
+    return time.monotonic() - started
+
+
 def machine_busy_seconds() -> float | None:
     """CPU seconds all cores have spent busy since boot (the `cpu` line of /proc/stat)."""
     try:

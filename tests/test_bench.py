@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
 from app.bench import bench_main
+from app.bench_procs import settle
 from app.cli import build_parser
 from backends.server import CalcServer
 from balancer.loadgen import POOL_SIZE, build_pool, ping_pong, run_load
@@ -111,6 +115,20 @@ async def test_generator_reports_a_refused_connection() -> None:
     totals = await run_load([("127.0.0.1", port)], requests=10, timeout=5)
     assert totals.error is not None and "cannot connect" in totals.error
     assert totals.missing == 10 and not totals.ok
+
+
+def test_settle_waits_for_a_busy_process_and_not_for_an_idle_one() -> None:
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    try:
+        time.sleep(0.3)  # both past their start-up
+        assert settle(idle.pid, limit=1.0) < 0.5
+        assert settle(busy.pid, limit=0.6) >= 0.6
+    finally:
+        for proc in (busy, idle):
+            proc.kill()
+            proc.wait()
 
 
 def test_bench_smoke_every_answer_right(capsys: pytest.CaptureFixture[str]) -> None:
