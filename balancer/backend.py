@@ -161,9 +161,6 @@ class BackendConnection(asyncio.Protocol):
         inflight = backend.inflight
         suffix = backend.suffix
         balancer = self.balancer
-        pieces = balancer.log_pieces
-        if pieces is not None:
-            stamp = balancer.log.stamp()
         dirty = balancer.dirty_clients
         answered = 0
         sent_sum = 0.0
@@ -188,9 +185,8 @@ class BackendConnection(asyncio.Protocol):
             if not answered:
                 first_sent = entry[3]
             answered += 1
-            if pieces is not None:
-                pieces += (stamp, client.tag if entry[4] is None else client.tag
-                           + b"(re-dispatched from %b) " % entry[4].encode(), out)
+            if entry[4] is not None:
+                client.log_redispatched(entry[4])
         if not answered:
             return
         now = time.monotonic()
@@ -236,20 +232,21 @@ class BackendConnection(asyncio.Protocol):
         balancer.answered += 1
         backend.samples.append(latency)
         balancer.recent_answers.append((now, out, latency))
-        pieces = balancer.log_pieces
-        if pieces is not None:
-            pieces += (balancer.log.stamp(), client.tag if entry[4] is None else client.tag
-                       + b"(re-dispatched from %b) " % entry[4].encode(), out)
         queued = client.out
-        if balancer.flush_scheduled:
-            if not queued:
+        if balancer.flush_scheduled or queued or client.exiting or client.paused_by_inflight \
+                or not client.alive:
+            if not queued and balancer.flush_scheduled:
                 balancer.dirty_clients.append(client)
             queued.append(out)
-        elif queued or client.exiting or client.paused_by_inflight or not client.alive:
-            queued.append(out)
-            client.flush()
-        else:
-            client.transport.write(out)  # type: ignore[union-attr]
+            if entry[4] is not None:
+                client.log_redispatched(entry[4])
+            if not balancer.flush_scheduled:
+                client.flush()
+            return
+        if balancer.log_requests:
+            balancer.log.line(client.tag if entry[4] is None else client.tag
+                              + b"(re-dispatched from %b) " % entry[4].encode(), out)
+        client.transport.write(out)  # type: ignore[union-attr]
 
     def unmatched(self, line: bytes) -> None:
         """An answer the fast path cannot place: a pong, a late answer, a foreign line."""

@@ -51,6 +51,8 @@ class ClientConnection(asyncio.Protocol):
         self.requests = 0
         """Requests sent on to servers (or queued for one)."""
         self.out: list[bytes] = []
+        self.logged = 0
+        """How many answers at the head of `out` are in the log already (see `flush`)."""
         self.alive = False
         self.exiting = False
         self.goodbye_id: object = None
@@ -89,6 +91,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.alive:
             return
         self.alive = False
+        self._log_out()
         self.out.clear()
         balancer = self.balancer
         balancer.clients.discard(self)
@@ -349,8 +352,6 @@ class ClientConnection(asyncio.Protocol):
             if not balancer.flush_scheduled:
                 balancer.schedule_flush()
         self.out.append(line)
-        if balancer.log.log_requests:
-            balancer.log.line(self.tag, line)
         if b'"error"' in line[:40]:
             balancer.local_errors += 1
 
@@ -364,15 +365,36 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ answers
 
+    def log_redispatched(self, origin: str) -> None:
+        """Log the answer just queued, with where its request was first sent; the
+        answers queued before it are logged first, so the log keeps their order."""
+        log = self.balancer.log
+        out = self.out
+        if log.log_requests:
+            if len(out) - 1 > self.logged:
+                log.lines(self.tag, out[self.logged : -1])
+            log.line(self.tag + b"(re-dispatched from %b) " % origin.encode(), out[-1])
+        self.logged = len(out)
+
+    def _log_out(self) -> None:
+        """Log the queued answers not logged yet: every answer is logged once, as it
+        leaves (or is dropped), `stamp + tag` joined between them in one C call."""
+        out = self.out
+        if len(out) > self.logged and self.balancer.log.log_requests:
+            self.balancer.log.lines(self.tag, out[self.logged :] if self.logged else out)
+        self.logged = 0
+
     def flush(self) -> None:
         """Write queued answers in one call; finish an `exit` once nothing is pending."""
+        out = self.out
+        if out:
+            self._log_out()
         transport = self.transport
         if transport is None or not self.alive:
             # The client has gone: its answers are dropped, and counted.
-            self.balancer.discarded += len(self.out)
-            self.out.clear()
+            self.balancer.discarded += len(out)
+            out.clear()
             return
-        out = self.out
         if self.exiting and self.pending <= 0:
             if self.goodbye_id is not None:
                 out.append(b'{"id":%b,"goodbye":true}\n' % json_id(self.goodbye_id))

@@ -1,10 +1,10 @@
 """`loadbalancer.log`: timestamped lines, buffered in memory and written by a thread.
 
-On the hot path the balancer appends each line as three pieces to `pieces`
-(stamp, tag, body ending in a newline), without formatting, joining or
-locking: one line per request, written when it completes. A timer hands each
-batch, joined, to a writer thread that appends it to the file and rotates the
-file by size. The console reads the same lines, whole, from `recent`.
+On the hot path nothing is formatted per line: a client's answers are logged
+when they are written to it, as one piece (`stamp + tag` joined between them,
+a C-level join), and rare lines are one piece each. A timer hands each batch,
+joined, to a writer thread that appends it to the file and rotates the file by
+size. The console reads the latest lines, whole, from `recent`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 class RequestLog:
-    """The balancer's log: `event()` for rare lines, three `pieces` appends on the hot path."""
+    """The balancer's log: `event()` for rare lines, `lines()` for a client's answers."""
 
     def __init__(
         self,
@@ -38,7 +38,8 @@ class RequestLog:
         self.flush_interval = flush_interval
         self.log_requests = log_requests
         self.pieces: list[bytes] = []
-        """Pending lines, three pieces each: stamp, tag, body (ending in a newline)."""
+        """Pending text: each piece is one or more whole lines, stamped, each ending in a
+        newline."""
         self.recent: deque[bytes] = deque(maxlen=keep_recent)
         self.total = 0
         """Lines flushed so far; the console uses it to see what is new in `recent`."""
@@ -73,14 +74,19 @@ class RequestLog:
 
     def event(self, text: str) -> None:
         """Log one line of text (state changes, connections, operator actions)."""
-        stamp, body = self.stamp(), text.encode("utf-8", "replace") + b"\n"
-        self.pieces += (stamp, b"", body)
-        self.events.append(stamp + body)
+        line = self.stamp() + text.encode("utf-8", "replace") + b"\n"
+        self.pieces.append(line)
+        self.events.append(line)
         self.events_total += 1
 
     def line(self, tag: bytes, body: bytes) -> None:
         """Log one ready-made line (`body` ends in a newline)."""
-        self.pieces += (self.stamp(), tag, body)
+        self.pieces.append(self.stamp() + tag + body)
+
+    def lines(self, tag: bytes, bodies: list[bytes]) -> None:
+        """Log ready-made lines (each ends in a newline) under one tag, in one join."""
+        prefix = self.stamp() + tag
+        self.pieces.append(prefix + prefix.join(bodies))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -103,18 +109,19 @@ class RequestLog:
 
     def flush(self) -> None:
         """Hand pending lines to the writer thread and to `recent`."""
-        pieces = self.pieces  # the same list object is kept: the balancer holds it
+        pieces = self.pieces
         if not pieces:
             return
-        self.total += len(pieces) // 3
-        keep = 3 * (self.recent.maxlen or 1000)
-        tail = pieces[-keep:]
-        self.recent.extend(b"".join(tail[i : i + 3]) for i in range(0, len(tail), 3))
-        if self._thread is not None:
-            # Joining here keeps the writer thread off the GIL: it only calls
-            # write(), which releases it, so it never stalls the event loop.
-            self._queue.put(b"".join(pieces))
+        text = b"".join(pieces)
         pieces.clear()
+        self.total += text.count(b"\n")
+        keep = self.recent.maxlen or 1000
+        tail = text.rsplit(b"\n", keep + 1)  # the last element is the b"" after the end
+        self.recent.extend(line + b"\n" for line in tail[-keep - 1 : -1])
+        if self._thread is not None:
+            # Joined here, the writer thread only calls write(), which releases the
+            # GIL, so it never stalls the event loop.
+            self._queue.put(text)
 
     def close(self) -> None:
         """Flush everything and wait for the writer thread to finish."""

@@ -7,16 +7,19 @@ import json
 import re
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from balancer.balancer import Balancer, BalancerConfig
+from balancer.log import RequestLog
 from tests.chaos import crash_storm, frozen_server
 from tests.conftest import RuntimeFactory
 from tests.test_cli import LBCONSOLE, server_pids
-from tests.wire import Wire, pid_alive, wait_state
+from tests.wire import Wire, pid_alive, wait_state, wait_until
 
 
 async def test_crash_storm_loses_and_duplicates_nothing(make_runtime: RuntimeFactory) -> None:
@@ -69,6 +72,66 @@ async def test_slow_server_loses_nothing_and_shows_its_latency(
     assert rows["server2"].mean_ms is not None and rows["server2"].mean_ms >= 30
     assert rows["server2"].p99_ms is not None and rows["server2"].p99_ms >= 30
     assert rows["server1"].mean_ms is not None and rows["server1"].mean_ms < rows["server2"].mean_ms
+
+
+async def test_every_answer_is_logged_once_with_where_it_was_re_dispatched_from(
+    make_runtime: RuntimeFactory,
+) -> None:
+    runtime = await make_runtime(server_delays={"server2": 0.5})
+    wire = await Wire.open(runtime.balancer.port)
+    await wire.send(*[f"somma {n} 1" for n in range(30)])
+    backend = runtime.balancer.backend("server2")
+    await wait_until(lambda: len(backend.inflight) == 10, what="server2 holding 10")
+    # More requests, and server2 killed while it holds its 10 (and some of these):
+    # they go to server1 and server3 with the new ones, answered in the same chunks.
+    await wire.send(*[f"somma {n} 2" for n in range(60)])
+    runtime.kill(2)
+    answers = await wire.answers(90)
+    assert sorted(a["id"] for a in answers) == list(range(1, 91))
+    # A second client that vanishes with a request in flight: its answer is logged too.
+    gone = await Wire.open(runtime.balancer.port)
+    await gone.send("somma 100 1")
+    gone.writer.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.writer.transport.abort()
+    await wait_until(lambda: runtime.stats().answered == 91, what="the vanished client's answer")
+    await wire.close()
+    await runtime.stop()
+
+    lines = Path(runtime.config.log_file).read_text().splitlines()
+    logged = [json.loads(line[line.index("{"):]) for line in lines if ' c1 {"id":' in line
+              or " c1 (re-dispatched" in line]
+    assert sorted(a["id"] for a in logged) == list(range(1, 91))  # each once
+    moved = [line for line in lines if " c1 (re-dispatched from server2) {" in line]
+    assert len(moved) == runtime.balancer.redispatched >= 10
+    assert all('"server":"server1"' in line or '"server":"server3"' in line for line in moved)
+    assert any(' c2 {"id":1,"op":"somma","a":100,"b":1,"result":101' in line for line in lines)
+
+
+async def test_log_keeps_order_around_a_re_dispatched_answer(tmp_path: Path) -> None:
+    """Answers queued for a client are logged in the order they are written, the
+    re-dispatched one with its origin, whether or not they share a chunk."""
+    log = RequestLog(tmp_path / "order.log")
+    balancer = Balancer(BalancerConfig(port=0), log)
+    await balancer.start()
+    wire = await Wire.open(balancer.port)
+    await wait_until(lambda: balancer.clients, what="the client connected")
+    client = next(iter(balancer.clients))
+    for n in (1, 2):
+        client.out.append(b'{"id":%d,"result":%d}\n' % (n, n))
+    client.out.append(b'{"id":3,"result":3}\n')
+    client.log_redispatched("server2")
+    client.out.append(b'{"id":4,"result":4}\n')
+    client.flush()
+    assert [a["id"] for a in await wire.answers(4)] == [1, 2, 3, 4]
+    await wire.close()
+    await balancer.close()
+    log.close()
+    body = [line.split(" ", 2)[2] for line in (tmp_path / "order.log").read_text().splitlines()
+            if '{"id"' in line]
+    assert body == ['c1 {"id":1,"result":1}', 'c1 {"id":2,"result":2}',
+                    'c1 (re-dispatched from server2) {"id":3,"result":3}',
+                    'c1 {"id":4,"result":4}']
 
 
 async def test_all_down_then_one_back(make_runtime: RuntimeFactory) -> None:
