@@ -1,7 +1,8 @@
 """`lbconsole bench`: throughput and latency of the balancer against direct access and HAProxy.
 
-Starts its own calculation servers, then drives the same load at each target in
-turn from a separate generator process (`python -m balancer.loadgen`), every
+Starts its own calculation servers and every target's balancer, waits until
+each is at rest, then drives the same load at each target in turn, round after
+round, from a separate generator process (`python -m balancer.loadgen`), every
 answer checked. Then every target measures ping-pong latency at once, taking
 turns. It prints a table (or one JSON object with `--json`).
 """
@@ -75,7 +76,7 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
                         help="requests each connection keeps in flight (default 64)")
     parser.add_argument("-n", "--requests", type=_positive_int, default=DEFAULT_REQUESTS,
                         help=f"requests per target (default {DEFAULT_REQUESTS:,}: the whole "
-                             "default run, every target, takes 35-50 s on 2 cores)")
+                             "default run, every target, takes 20-30 s on 2 cores)")
     parser.add_argument("--targets", type=_targets, default=None, metavar="LIST",
                         help=f"comma list of {', '.join(TARGETS)} (default: all available)")
     parser.add_argument("--servers", type=_positive_int, default=3,
@@ -87,10 +88,11 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pingpong-requests", type=_positive_int, default=5000, metavar="N",
                         help="ping-pong requests per target (1 connection, 1 in flight, "
                              "every target alive and taking turns; default 5000)")
-    parser.add_argument("--rounds", type=_positive_int, default=3,
+    parser.add_argument("--rounds", type=_positive_int, default=5,
                         help="split the requests of each target over this many rounds, the "
-                             "targets taking turns; each figure is that of the median round "
-                             "(default 3: a shared machine's noise hits every target alike)")
+                             "targets (all started once, at rest) taking turns; each figure is "
+                             "that of the median round (default 5: a shared machine's noise "
+                             "hits every target alike)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object with the figures instead of the table")
 
@@ -111,22 +113,39 @@ def bench_main(args: argparse.Namespace) -> int:
             say(f"starting {args.servers} calculation servers")
             servers = start_servers(procs, args.servers, START_TIMEOUT)
             rounds: dict[str, list[dict]] = {name: [] for name in wanted}
+            running: dict[str, Running | None] = {}
+            for name in wanted:
+                say(f"{name}: starting")
+                started = start_target(name, procs, servers, workdir)
+                if isinstance(started, dict):
+                    rounds[name].append(started)  # failed or skipped: not measured
+                else:
+                    running[name] = started
+            # Each balancer is measured at rest, not while it is still starting up
+            # (the console's Textual start-up runs on after it listens).
+            settled = {name: settle(b.pid) for name, b in running.items() if b is not None}
             per_round = argparse.Namespace(**vars(args))
             per_round.requests = max(1, args.requests // args.rounds)
-            for index in range(1, args.rounds + 1):
-                for name in wanted:
+            order = list(running)
+            for index in range(args.rounds):
+                shift = index % max(1, len(order))
+                for name in order[shift:] + order[:shift]:  # a different target goes first
                     if rounds[name] and rounds[name][-1]["status"] != "ok":
-                        continue  # failed or skipped once: not again
-                    say(f"{name}: round {index} of {args.rounds}")
-                    result = run_target(name, procs, servers, per_round, workdir)
+                        continue  # failed once: not again
+                    say(f"{name}: round {index + 1} of {args.rounds}")
+                    result = run_round(name, running[name], procs, servers, per_round)
                     rounds[name].append(result)
                     say(f"{name}: {_brief(result)}")
             for name in wanted:
-                report["targets"][name] = _median_round(rounds[name])
+                result = report["targets"][name] = _median_round(rounds[name])
+                balancer = running.get(name)
+                if balancer is not None and result["status"] == "ok":
+                    result["peak_rss_mb"] = peak_rss_mb(balancer.pid)
+                    result["settle_s"] = round(settled[name], 2)
             measured = [n for n in wanted if report["targets"][n]["status"] == "ok"]
             if measured:
                 say(f"ping-pong: {', '.join(measured)} taking turns")
-                pingpong = run_pingpong(measured, procs, servers, args, workdir)
+                pingpong = run_pingpong(measured, running, procs, servers, args)
                 for name in measured:
                     result = report["targets"][name]
                     result["pingpong"] = pingpong[name]
@@ -148,71 +167,57 @@ def bench_main(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def run_target(name: str, procs: Processes, servers: list[Running],
-               args: argparse.Namespace, workdir: Path) -> dict:
-    """The full load against one target; the figures as a dict."""
-    balancer: Running | None = None
+def start_target(name: str, procs: Processes, servers: list[Running],
+                 workdir: Path) -> Running | dict | None:
+    """Start a target's balancer (None for direct); a result dict when it cannot run."""
     try:
-        try:
-            balancer = _start_target(name, procs, servers, workdir)
-        except BenchError as exc:
-            if name == "console":
-                return {"status": "skipped", "reason": "headless console not available",
-                        "detail": str(exc)}
-            return {"status": "failed", "reason": str(exc)}
-        if name == "haproxy" and balancer is None:
-            return {"status": "skipped", "reason": "haproxy not found on PATH"}
-        settled = settle(balancer.pid) if balancer is not None else 0.0
-        addresses = [s.address for s in servers] if balancer is None else [balancer.address]
-        watched = {s.name: s.pid for s in servers}
-        if balancer is not None:
-            watched["balancer"] = balancer.pid
+        balancer = _start_target(name, procs, servers, workdir)
+    except BenchError as exc:
+        if name == "console":
+            return {"status": "skipped", "reason": "headless console not available",
+                    "detail": str(exc)}
+        return {"status": "failed", "reason": str(exc)}
+    if name == "haproxy" and balancer is None:
+        return {"status": "skipped", "reason": "haproxy not found on PATH"}
+    return balancer
+
+
+def run_round(name: str, balancer: Running | None, procs: Processes, servers: list[Running],
+              args: argparse.Namespace) -> dict:
+    """One load run against one target; the figures as a dict."""
+    if balancer is not None and balancer.proc.poll() is not None:
+        return {"status": "failed", "reason": f"{name} exited with code "
+                                              f"{balancer.proc.returncode}: {balancer.tail()}"}
+    addresses = [s.address for s in servers] if balancer is None else [balancer.address]
+    watched = {s.name: s.pid for s in servers}
+    if balancer is not None:
+        watched["balancer"] = balancer.pid
+    try:
         before = _cpu_snapshot(watched)
         load = _generate(procs, addresses, args.connections, args.depth, args.requests, args)
         after = _cpu_snapshot(watched)
-        rss = peak_rss_mb(balancer.pid) if balancer is not None else None
     except BenchError as exc:
         return {"status": "failed", "reason": str(exc)}
-    finally:
-        if balancer is not None:
-            procs.stop(balancer)
-    result = _figures(name, load, before, after, rss, servers)
-    result["settle_s"] = round(settled, 2)
-    return result
+    return _figures(name, load, before, after, servers)
 
 
-def run_pingpong(names: list[str], procs: Processes, servers: list[Running],
-                 args: argparse.Namespace, workdir: Path) -> dict[str, dict]:
+def run_pingpong(names: list[str], running: dict[str, Running | None], procs: Processes,
+                 servers: list[Running], args: argparse.Namespace) -> dict[str, dict]:
     """Latency at one request in flight, every target alive at once and taking turns
     in slices (see `loadgen.ping_pong`); added = a target's p50 minus direct's."""
-    started: list[Running] = []
-    pairs = [("direct", servers[0].address)]
-    out: dict[str, dict] = {}
+    pairs = [("direct", servers[0].address)] + [
+        (name, balancer.address) for name in names
+        if name != "direct" and (balancer := running.get(name)) is not None]
+    command = [sys.executable, "-m", "balancer.loadgen", "-n", str(args.pingpong_requests),
+               "--slice", str(PINGPONG_SLICE), "--timeout", str(args.timeout),
+               "--stall", str(args.stall)]
+    for name, address in pairs:
+        command += ["--pingpong", f"{name}={address}"]
     try:
-        for name in names:
-            if name == "direct":
-                continue
-            try:
-                running = _start_target(name, procs, servers, workdir)
-            except BenchError as exc:
-                out[name] = {"ok": False, "error": str(exc)}
-                continue
-            if running is not None:
-                started.append(running)
-                pairs.append((name, running.address))
-        for running in started:
-            settle(running.pid)
-        command = [sys.executable, "-m", "balancer.loadgen", "-n", str(args.pingpong_requests),
-                   "--slice", str(PINGPONG_SLICE), "--timeout", str(args.timeout),
-                   "--stall", str(args.stall)]
-        for name, address in pairs:
-            command += ["--pingpong", f"{name}={address}"]
         report = procs.run_json("pingpong", command, args.timeout + 30)
     except BenchError as exc:
         report = {"targets": {}, "error": str(exc)}
-    finally:
-        for running in started:
-            procs.stop(running)
+    out: dict[str, dict] = {}
     measured = report.get("targets", {})
     base = (measured.get("direct") or {}).get("p50_ms")
     for name, result in measured.items():
@@ -270,7 +275,7 @@ def _cpu_snapshot(watched: dict[str, int]) -> dict[str, float | None]:
 
 
 def _figures(name: str, load: dict, before: dict, after: dict,
-             rss: float | None, servers: list[Running]) -> dict:
+             servers: list[Running]) -> dict:
     elapsed = load.get("elapsed") or 0.0
     answered = load.get("answered") or 0
 
@@ -297,7 +302,7 @@ def _figures(name: str, load: dict, before: dict, after: dict,
         "req_per_s": load.get("req_per_s"),
         "p50_ms": load.get("p50_ms"),
         "p99_ms": load.get("p99_ms"),
-        "peak_rss_mb": rss,
+        "peak_rss_mb": None,
         "balancer_cpu_cores": _share(balancer_cpu, elapsed),
         "balancer_cpu_us_per_req": _per_request(balancer_cpu, answered),
         "servers_cpu_cores": [_share(c, elapsed) for c in server_cpu],
@@ -324,8 +329,6 @@ def _median_round(results: list[dict]) -> dict:
     ordered = sorted(results, key=lambda r: r.get("req_per_s") or 0.0)
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     chosen["rounds_req_per_s"] = [r.get("req_per_s") for r in results]
-    chosen["peak_rss_mb"] = max((r["peak_rss_mb"] for r in results
-                                 if r.get("peak_rss_mb") is not None), default=None)
     return chosen
 
 
