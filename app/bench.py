@@ -35,7 +35,7 @@ from app.bench_procs import (
     start_haproxy,
     start_servers,
 )
-from app.bench_report import goals, render_table
+from app.bench_report import goals, paired_ratio, render_table
 
 TARGETS = ("direct", "serve", "serve-nolog", "console", "haproxy")
 DEFAULT_REQUESTS = 1_000_000
@@ -335,12 +335,11 @@ def _median_round(results: list[dict]) -> dict:
 def _add_ratios(report: dict) -> None:
     targets = report["targets"]
     direct = targets.get("direct", {})
-    ceiling = direct.get("req_per_s") if direct.get("status") == "ok" else None
     for result in targets.values():
-        if result.get("status") != "ok":
+        if result.get("status") != "ok" or direct.get("status") != "ok":
             continue
-        rate = result.get("req_per_s")
-        result["ratio_direct"] = round(rate / ceiling, 3) if ceiling and rate else None
+        value = paired_ratio(result, direct)
+        result["ratio_direct"] = None if value is None else round(value, 3)
 
 
 def _share(cpu: float | None, elapsed: float) -> float | None:

@@ -5,16 +5,26 @@ from __future__ import annotations
 RSS_LIMIT_MB = 150.0
 
 
+def paired_ratio(a: dict, b: dict) -> float | None:
+    """How fast target `a` is against `b`: the median over rounds of their rates in
+    the same round (a round runs every target within seconds, so a slow spell of
+    the machine hits both sides of a pair); the ratio of their medians when the
+    rounds do not pair up."""
+    ra, rb = a.get("rounds_req_per_s") or [], b.get("rounds_req_per_s") or []
+    if ra and len(ra) == len(rb) and all(ra) and all(rb):
+        ratios = sorted(x / y for x, y in zip(ra, rb, strict=True))
+        middle = len(ratios) // 2
+        return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    rate_a, rate_b = a.get("req_per_s"), b.get("req_per_s")
+    return rate_a / rate_b if rate_a and rate_b else None
+
+
 def goals(targets: dict[str, dict]) -> list[dict]:
     """The performance issue's targets, each met, missed, or not measured (None)."""
 
     def ok(name: str) -> dict | None:
         result = targets.get(name)
         return result if result is not None and result.get("status") == "ok" else None
-
-    def rate(name: str) -> float | None:
-        result = ok(name)
-        return result.get("req_per_s") if result else None
 
     out: list[dict] = []
 
@@ -23,8 +33,8 @@ def goals(targets: dict[str, dict]) -> list[dict]:
                     "limit": limit, "met": None if value is None else value >= limit})
 
     def ratio(a: str, b: str) -> float | None:
-        ra, rb = rate(a), rate(b)
-        return ra / rb if ra and rb else None
+        ta, tb = ok(a), ok(b)
+        return paired_ratio(ta, tb) if ta and tb else None
 
     at_least("serve >= 0.45 x direct", ratio("serve", "direct"), 0.45)
     at_least("serve >= 0.55 x haproxy", ratio("serve", "haproxy"), 0.55)
@@ -77,7 +87,7 @@ def render_table(report: dict) -> str:
         lines.append(f"stopped: {report['error']}")
     if s.get("rounds", 1) > 1:
         lines += ["", "req/s of each round (the targets took turns; the table shows the median "
-                  "round):"]
+                  "round; a ratio", "is the median of the two targets' ratios round by round):"]
         for name, r in report["targets"].items():
             if r.get("rounds_req_per_s"):
                 lines.append(f"  {name:<12} " + "  ".join(

@@ -13,6 +13,7 @@ import pytest
 
 from app.bench import bench_main
 from app.bench_procs import settle
+from app.bench_report import paired_ratio
 from app.cli import build_parser
 from backends.server import CalcServer
 from balancer.loadgen import POOL_SIZE, build_pool, ping_pong, run_load
@@ -115,6 +116,19 @@ async def test_generator_reports_a_refused_connection() -> None:
     totals = await run_load([("127.0.0.1", port)], requests=10, timeout=5)
     assert totals.error is not None and "cannot connect" in totals.error
     assert totals.missing == 10 and not totals.ok
+
+
+def test_ratios_pair_the_rounds() -> None:
+    # A slow spell in round 2 hits both targets: the pairs see through it.
+    a = {"req_per_s": 300.0, "rounds_req_per_s": [500.0, 100.0, 300.0]}
+    b = {"req_per_s": 900.0, "rounds_req_per_s": [1000.0, 200.0, 900.0]}
+    assert paired_ratio(a, b) == 0.5  # pairs 0.5, 0.5, 0.333; ratio of medians 0.333
+    even = {"rounds_req_per_s": [100.0, 200.0, 300.0, 400.0]}
+    base = {"rounds_req_per_s": [100.0, 100.0, 100.0, 100.0]}
+    assert paired_ratio(even, base) == 2.5
+    # Rounds that do not pair up (one target failed a round): medians.
+    assert paired_ratio({"req_per_s": 10.0, "rounds_req_per_s": [10.0]}, b) == 10 / 900
+    assert paired_ratio({"req_per_s": None}, b) is None
 
 
 def test_settle_waits_for_a_busy_process_and_not_for_an_idle_one() -> None:
