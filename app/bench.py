@@ -42,6 +42,8 @@ DEFAULT_REQUESTS = 1_000_000
 START_TIMEOUT = 20.0
 PINGPONG_SLICE = 100
 """Ping-pong requests per target per turn."""
+WARM_UP_REQUESTS = 20_000
+"""Requests per target before the first round, not measured."""
 
 
 def _positive_int(text: str) -> int:
@@ -127,6 +129,12 @@ def bench_main(args: argparse.Namespace) -> int:
             per_round = argparse.Namespace(**vars(args))
             per_round.requests = max(1, args.requests // args.rounds)
             order = list(running)
+            # A short warm-up, not measured: the first round should not be the one
+            # that meets cold servers and fresh connections.
+            warm_up = argparse.Namespace(**vars(per_round))
+            warm_up.requests = min(WARM_UP_REQUESTS, per_round.requests)
+            for name in order:
+                run_round(name, running[name], procs, servers, warm_up)
             for index in range(args.rounds):
                 shift = index % max(1, len(order))
                 for name in order[shift:] + order[:shift]:  # a different target goes first
