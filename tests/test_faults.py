@@ -31,6 +31,18 @@ async def test_crash_storm_loses_and_duplicates_nothing(make_runtime: RuntimeFac
     assert not report.errors, report.errors
     assert report.faults >= 3
     assert runtime.balancer.inflight_total() == 0
+    # The log has one line per answer, the re-dispatched ones marked as such.
+    redispatched = runtime.balancer.redispatched
+    await runtime.stop()
+    answers = moved = 0
+    with open(runtime.config.log_file, "rb") as log:
+        for line in log:
+            if b' {"id":' in line:
+                answers += 1
+                moved += b" (re-dispatched from server" in line
+    assert answers == 50_000
+    # A request moved twice (its second server died too) is logged once.
+    assert moved <= redispatched and (moved > 0) == (redispatched > 0)
 
 
 async def test_frozen_server_is_detected_and_its_late_answers_dropped(
