@@ -243,9 +243,8 @@ class BackendConnection(asyncio.Protocol):
             if not balancer.flush_scheduled:
                 client.flush()
             return
-        if balancer.log_requests:
-            balancer.log.line(client.tag if entry[4] is None else client.tag
-                              + b"(re-dispatched from %b) " % entry[4].encode(), out)
+        if balancer.log.log_requests:
+            balancer.log.line(client.log_tag(entry[4]), out)
         client.transport.write(out)  # type: ignore[union-attr]
 
     def unmatched(self, line: bytes) -> None:

@@ -100,8 +100,6 @@ class Balancer:
         self.recent_answers: deque[tuple[float, bytes, float]] = deque(maxlen=256)
         """(time, answer line, latency in s) for the latest answers."""
         self.listeners: list[StateListener] = []
-        self.log_requests = self.log.log_requests
-        """One log line per request (written as the answer leaves, see ClientConnection)."""
         # Writes are deferred to the end of the loop iteration, so every client
         # and server gets one write per iteration however many chunks were read.
         self.dirty_clients: list[ClientConnection] = []

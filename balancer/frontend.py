@@ -365,6 +365,13 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ answers
 
+    def log_tag(self, origin: str | None) -> bytes:
+        """The tag of this client's answer in the log, with where its request was
+        first sent when it was re-dispatched."""
+        if origin is None:
+            return self.tag
+        return self.tag + b"(re-dispatched from %b) " % origin.encode()
+
     def log_redispatched(self, origin: str) -> None:
         """Log the answer just queued, with where its request was first sent; the
         answers queued before it are logged first, so the log keeps their order."""
@@ -373,7 +380,7 @@ class ClientConnection(asyncio.Protocol):
         if log.log_requests:
             if len(out) - 1 > self.logged:
                 log.lines(self.tag, out[self.logged : -1])
-            log.line(self.tag + b"(re-dispatched from %b) " % origin.encode(), out[-1])
+            log.line(self.log_tag(origin), out[-1])
         self.logged = len(out)
 
     def _log_out(self) -> None:
