@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="requests kept in flight by random batches (default 1024)")
 
     bench = sub.add_parser("bench", help="measure throughput and latency against the targets")
-    from app.bench import add_bench_options
+    from app.bench.bench import add_bench_options
 
     add_bench_options(bench)
     return parser
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return client_main(args.address, quiet=args.quiet, raw=args.json, window=args.window)
         if args.command == "bench":
-            from app.bench import bench_main
+            from app.bench.bench import bench_main
 
             return bench_main(args)
         from app.console import console_main

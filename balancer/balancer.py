@@ -537,6 +537,7 @@ class Balancer:
                 share=b.answered / total,
                 is_next=b is nxt,
                 history=tuple(self.history.get(b.name, ())),
+                p50_ms=(p * 1000) if (p := percentile(samples, 0.5)) is not None else None,
             ))
         return BalancerStats(
             address=f"{self.host}:{self.port}",

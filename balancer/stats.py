@@ -26,6 +26,8 @@ class BackendStats:
     """The server round robin will pick next."""
     history: tuple[int, ...] = ()
     """Answers per second over the last minute, oldest first."""
+    p50_ms: float | None = None
+    """Median latency over the latest samples (the same window as p99)."""
 
 
 @dataclass(frozen=True)

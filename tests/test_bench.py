@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from app.bench import bench_main
-from app.bench_procs import settle
-from app.bench_report import paired_ratio
+from app.bench.bench import bench_main
+from app.bench.loadgen import POOL_SIZE, build_pool, ping_pong, run_load
+from app.bench.procs import settle
+from app.bench.report import paired_ratio
 from app.cli import build_parser
 from backends.server import CalcServer
-from balancer.loadgen import POOL_SIZE, build_pool, ping_pong, run_load
 
 FIELDS = ("requests", "answered", "errors", "wrong", "duplicates", "missing", "elapsed",
           "req_per_s", "p50_ms", "p99_ms")

@@ -1,10 +1,10 @@
 """Compare `random N` typed into the console with the same batch from `lbconsole client`.
 
-    .venv/bin/python tools/console_vs_client.py [N] [--rounds 3]
+    python -m app.bench.console_vs_client [N] [--rounds 3]
 
 Alternates, round by round: `lbconsole serve --port 0` driven by
 `lbconsole client -q` (two processes), then the console (headless, Pilot-driven,
-UI ticking, via tools/console_batch.py), and prints each rate and the ratio.
+UI ticking, via app/bench/console_batch.py), and prints each rate and the ratio.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LBCONSOLE = [sys.executable, "-m", "app.cli"]
 RATE = re.compile(r"\(([\d,]+) req/s\)")
 
@@ -45,7 +45,7 @@ def client_to_serve(n: int, workdir: Path) -> float:
 
 
 def console(n: int) -> tuple[float, str]:
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "console_batch.py"), str(n)],
+    result = subprocess.run([sys.executable, "-m", "app.bench.console_batch", str(n)],
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     peak = next((line for line in result.stdout.splitlines() if "VmHWM" in line), "")
     return _rate(result.stdout), peak

@@ -25,7 +25,7 @@ from pathlib import Path
 
 _READY = re.compile(r"^ready (\S+) (\S+):(\d+) pid (\d+)", re.M)
 _LISTENING = re.compile(r"^listening on (\S+):(\d+)", re.M)
-_ROOT = str(Path(__file__).resolve().parent.parent)
+_ROOT = str(Path(__file__).resolve().parents[2])
 _PR_SET_PDEATHSIG = 1
 
 

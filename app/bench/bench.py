@@ -2,7 +2,7 @@
 
 Starts its own calculation servers and every target's balancer, waits until
 each is at rest, then drives the same load at each target in turn, round after
-round, from a separate generator process (`python -m balancer.loadgen`), every
+round, from a separate generator process (`python -m app.bench.loadgen`), every
 answer checked. Then every target measures ping-pong latency at once, taking
 turns. It prints a table (or one JSON object with `--json`).
 """
@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from app.bench_procs import (
+from app.bench.procs import (
     BenchError,
     Processes,
     Running,
@@ -35,7 +35,7 @@ from app.bench_procs import (
     start_haproxy,
     start_servers,
 )
-from app.bench_report import goals, paired_ratio, render_table
+from app.bench.report import goals, paired_ratio, render_table
 
 TARGETS = ("direct", "serve", "serve-nolog", "console", "haproxy")
 DEFAULT_REQUESTS = 1_000_000
@@ -216,7 +216,7 @@ def run_pingpong(names: list[str], running: dict[str, Running | None], procs: Pr
     pairs = [("direct", servers[0].address)] + [
         (name, balancer.address) for name in names
         if name != "direct" and (balancer := running.get(name)) is not None]
-    command = [sys.executable, "-m", "balancer.loadgen", "-n", str(args.pingpong_requests),
+    command = [sys.executable, "-m", "app.bench.loadgen", "-n", str(args.pingpong_requests),
                "--slice", str(PINGPONG_SLICE), "--timeout", str(args.timeout),
                "--stall", str(args.stall)]
     for name, address in pairs:
@@ -265,7 +265,7 @@ def _start_target(name: str, procs: Processes, servers: list[Running],
 
 def _generate(procs: Processes, addresses: list[str], connections: int, depth: int,
               requests: int, args: argparse.Namespace) -> dict:
-    command = [sys.executable, "-m", "balancer.loadgen", "-c", str(connections),
+    command = [sys.executable, "-m", "app.bench.loadgen", "-c", str(connections),
                "-d", str(depth), "-n", str(requests), "--timeout", str(args.timeout),
                "--stall", str(args.stall), "--json"]
     for address in addresses:

@@ -1,6 +1,6 @@
 """Time `random N` typed into the console (headless, Pilot-driven) and report peak RSS.
 
-    .venv/bin/python tools/console_batch.py 1000000 [--size 120x40] [--window 2048]
+    python -m app.bench.console_batch 1000000 [--size 120x40] [--window 2048]
 
 It also reports how regularly the UI ticked during the batch and how long a key
 press (`p`, twice) took to be handled. Compare the batch rate with
@@ -14,14 +14,11 @@ import argparse
 import asyncio
 import itertools
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from textual import events
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import source as source_module
 from app.console import ConsoleApp

@@ -1,6 +1,6 @@
 """Load generator for `lbconsole bench`: pipelined requests over C connections, answers checked.
 
-`python -m balancer.loadgen --target HOST:PORT [--target ...] -c C -d D -n N --json`
+`python -m app.bench.loadgen --target HOST:PORT [--target ...] -c C -d D -n N --json`
 opens C connections (spread round-robin over the targets), keeps up to D requests
 in flight on each, sends N text requests in all and prints one JSON object.
 Requests come from a precomputed pool with the expected answer bytes, so the
@@ -483,7 +483,7 @@ def parse_target(text: str) -> tuple[str, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m balancer.loadgen",
+    parser = argparse.ArgumentParser(prog="python -m app.bench.loadgen",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", action="append", type=parse_target, default=[],
                         metavar="HOST:PORT", help="where to send (repeat to spread connections)")
