@@ -20,10 +20,9 @@ from backends.supervisor import (
     ServerSupervisor,
     SupervisorEvent,
 )
-from balancer.backend import Admin, Backend, ServerState
-from balancer.balancer import Balancer, BalancerConfig
-from balancer.health import HealthPolicy
 from balancer.log import RequestLog
+from balancer.model import Admin, Backend, HealthPolicy, ServerState
+from balancer.service import Balancer, BalancerConfig
 from balancer.stats import BalancerStats
 
 

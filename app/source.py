@@ -15,8 +15,8 @@ from typing import Protocol
 
 from app.runtime import Runtime, RuntimeConfig, ServerRow
 from balancer import eventloop
-from balancer.balancer import Route
 from balancer.client import BatchProgress, Client, ClientError, run_batch
+from balancer.routes import Route
 from balancer.stats import BalancerStats
 
 Answer = tuple[float, bytes, float]

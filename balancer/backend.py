@@ -1,143 +1,36 @@
-"""One calculation server as the balancer sees it: state, counters, and its connection.
+"""The balancer's connection to one calculation server: answers in, requests out.
 
-`BackendConnection.data_received` is half of the hot path: it matches each
-answer to its request by id, rewrites the id at the byte level to the client's,
-appends the server's name, and queues the line on the client's connection,
-which is written once per chunk read.
+`ServerLink.data_received` cuts the chunk into complete answer lines and hands
+them to `Core.deliver`. Our servers answer `{"id":N,...}` with `"result"` or
+`"error"`, one per line; a few counts over the chunk check that shape (no CR,
+one `{"id":` per line, one result or error per line, each line closed by `}`),
+and a chunk that fails them takes the careful path: each line is parsed and
+rewritten in the shape the core expects, a pong goes to its check, and a line
+that breaks the protocol (not JSON, no id, an id never sent, neither result nor
+error) marks the server DOWN with a reason that says so. The read buffer is
+bounded, so a server cannot grow it without end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+import socket
 
-import orjson
+from balancer.core import Core
+from balancer.model import Backend
+from balancer.protocol import ProtocolError, dumps, loads_exact
 
-if TYPE_CHECKING:
-    from balancer.balancer import Balancer
-    from balancer.frontend import ClientConnection
-
-# An in-flight request: (client, the client's id as the prefix of its answer
-# `{"id":7`, the request line sent to the server, time dispatched, the server it
-# was re-dispatched from or None). A server numbers the lines it reads on a
-# connection 1, 2, 3...; that number is the answer's id and the in-flight key.
-Entry = tuple["ClientConnection", bytes, bytes, float, "str | None"]
-
-SAMPLES = 2048
-"""Latency samples kept per server for the percentiles."""
+MAX_ANSWER = 64 * 1024
+"""Longest answer line accepted from a server, in bytes."""
 
 
-class ServerState(StrEnum):
-    STARTING = "STARTING"
-    UP = "UP"
-    DOWN = "DOWN"
-    DRAINING = "DRAINING"
-    STOPPED = "STOPPED"
+class ServerLink(asyncio.Protocol):
+    """One persistent connection to a server, many requests in flight."""
 
+    __slots__ = ("backend", "buffer", "core", "transport")
 
-class Admin(StrEnum):
-    """What the operator asked for, apart from what health checks found."""
-
-    READY = "ready"
-    DRAIN = "drain"
-    STOPPED = "stopped"
-
-
-class Backend:
-    """A calculation server: address, health, admin state, in-flight map, counters."""
-
-    def __init__(self, name: str, host: str | None, port: int | None) -> None:
-        self.name = name
-        self.host = host
-        self.port = port
-        self.health = ServerState.STARTING
-        """STARTING, UP or DOWN: what checks and connections found."""
-        self.admin = Admin.READY
-        self.reason = "waiting for the first check"
-        self.changed_at = time.monotonic()
-        self.inflight: dict[int, Entry] = {}
-        """In-flight requests keyed by their line number on the current connection."""
-        self.sent = 0
-        """Lines written (or queued) on the current connection."""
-        self.out: list[bytes] = []
-        self.conn: BackendConnection | None = None
-        self.connecting = False
-        self.dirty = False
-        """True while queued in the balancer's list of servers to write to."""
-        self.suffix = b',"server":' + orjson.dumps(name) + b"}\n"
-        self.pings: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        # Health-check streaks (see health.HealthPolicy).
-        self.ok_streak = 0
-        self.fail_streak = 0
-        self.last_check: float | None = None
-        self.check_ms: float | None = None
-        self.pong: dict[str, Any] = {}
-        # Counters.
-        self.answered = 0
-        """Answers relayed from this server, results and errors."""
-        self.errors = 0
-        self.redispatched = 0
-        """Requests taken away from this server after it failed."""
-        self.late = 0
-        """Answers that arrived after their request had been answered elsewhere."""
-        self.latency_sum = 0.0
-        self.samples: deque[float] = deque(maxlen=SAMPLES)
-
-    @property
-    def served(self) -> int:
-        """Answers that were results, not errors."""
-        return self.answered - self.errors
-
-    @property
-    def state(self) -> ServerState:
-        """The state shown to the operator: admin state first, then health."""
-        if self.admin is Admin.STOPPED:
-            return ServerState.STOPPED
-        if self.admin is Admin.DRAIN and self.health is ServerState.UP:
-            return ServerState.DRAINING
-        return self.health
-
-    @property
-    def eligible(self) -> bool:
-        """True when round robin may hand this server new requests."""
-        return (
-            self.health is ServerState.UP and self.admin is Admin.READY and self.conn is not None
-        )
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}" if self.port else "-"
-
-    def flush(self) -> None:
-        """Write everything queued for this server in one call."""
-        self.dirty = False
-        out = self.out
-        if not out:
-            return
-        conn = self.conn
-        if conn is not None and conn.transport is not None:
-            out.append(b"")
-            conn.transport.write(b"\n".join(out))
-        out.clear()
-
-    def send(self, line: bytes, data: bytes) -> None:
-        """Write one request now: `data` is `line` with its newline, as the client sent it."""
-        conn = self.conn
-        if self.out or conn is None or conn.transport is None:
-            self.out.append(line)
-            self.flush()
-        else:
-            conn.transport.write(data)
-
-
-class BackendConnection(asyncio.Protocol):
-    """The balancer's one persistent connection to a server, many requests in flight."""
-
-    def __init__(self, balancer: Balancer, backend: Backend) -> None:
-        self.balancer = balancer
+    def __init__(self, core: Core, backend: Backend) -> None:
+        self.core = core
         self.backend = backend
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
@@ -147,117 +40,122 @@ class BackendConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.balancer.backend_lost(self, exc)
+        self.core.link_lost(self.backend, self, exc)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        if data.find(b"\n") == len(data) - 1 and data and not self.buffer:
-            self._one_answer(data)
+        if self.backend.link is not self:
+            # A connection the core has already ended: whatever comes is late.
+            self.backend.late += data.count(b"\n")
             return
         if self.buffer:
             data = self.buffer + data
-        lines = data.split(b"\n")
-        self.buffer = lines.pop()
+        end = data.rfind(b"\n")
+        if end < 0:
+            self.buffer = data
+            if len(data) > MAX_ANSWER:
+                self._violation(f"an answer line longer than {MAX_ANSWER} bytes")
+            return
+        self.buffer = data[end + 1:]
+        if len(self.buffer) > MAX_ANSWER:
+            self._violation(f"an answer line longer than {MAX_ANSWER} bytes")
+            return
+        body = data[:end]
+        lines = body.split(b"\n")
+        n = len(lines)
+        if (
+            body.count(b'{"id":') != n
+            or body.count(b'"result":') + body.count(b'"error":') != n
+            or body.count(b"}\n") != n - 1
+            or body[-1:] != b"}"
+            or b"\r" in body
+            or b'{"id":-' in body
+        ):
+            lines = self._normalise(lines)
+            if lines is None or not lines:
+                return
+        self.core.deliver(self.backend, lines)
+
+    def _normalise(self, lines: list[bytes]) -> list[bytes] | None:
+        """The careful path: each line parsed, pongs handed over, answers rewritten
+        `{"id":N,...}`; None after a violation (the connection is then ended)."""
         backend = self.backend
-        inflight = backend.inflight
-        suffix = backend.suffix
-        balancer = self.balancer
-        dirty = balancer.dirty_clients
-        answered = 0
-        sent_sum = 0.0
-        entry = client = None
-        out = b""
-        first_sent = 0.0
-        for line in lines:
-            cut = line.find(b",", 6)
-            try:
-                entry = inflight.pop(int(line[6:cut]))
-            except (KeyError, ValueError):
-                self.unmatched(line)
+        core = self.core
+        result: list[bytes] = []
+        for raw in lines:
+            line = raw.strip()
+            if not line:
                 continue
-            client = entry[0]
-            out = entry[1] + line[cut:-1] + suffix
-            sent_sum += entry[3]
-            client.pending -= 1
-            queued = client.out
-            if not queued:
-                dirty.append(client)
-            queued.append(out)
-            if not answered:
-                first_sent = entry[3]
-            answered += 1
-            if entry[4] is not None:
-                client.log_redispatched(entry[4])
-        if not answered:
-            return
-        now = time.monotonic()
-        if b',"error":' in data:
-            backend.errors += min(answered, data.count(b',"error":'))
-        backend.answered += answered
-        backend.latency_sum += answered * now - sent_sum
-        balancer.answered += answered
-        # One latency sample per chunk read, not per request: the chunk's oldest
-        # request, its slowest, so the p99 drawn from them errs on the high side.
-        assert entry is not None
-        backend.samples.append(now - first_sent)
-        balancer.recent_answers.append((now, out, now - entry[3]))
-        if not balancer.flush_scheduled:
-            if answered == 1:
-                # A lone answer (ping-pong): write it now, as the frontend does.
-                dirty.clear()
-                client.flush()  # type: ignore[union-attr]
-            else:
-                balancer.schedule_flush()
+            obj = loads_exact(line)
+            if isinstance(obj, ProtocolError) or not isinstance(obj, dict):
+                return self._violation(f"sent a line that is not a JSON object: {line[:60]!r}",
+                                       result)
+            number = obj.pop("id", None)
+            if isinstance(number, bool) or not isinstance(number, int):
+                return self._violation(f"sent an answer without a numeric id: {line[:60]!r}",
+                                       result)
+            if number < 0:
+                core.pong(backend, number, obj)
+                continue
+            if number > backend.sent:
+                return self._violation(f"answered request {number}, which it was never sent",
+                                       result)
+            if ("result" in obj) == ("error" in obj):
+                return self._violation(f"sent an answer with neither result nor error "
+                                       f"(or both): {line[:60]!r}", result)
+            obj.pop("server", None)
+            result.append(dumps({"id": number, **obj}))
+        return result
 
-    def _one_answer(self, data: bytes) -> None:
-        """A chunk that is one whole answer (ping-pong, a person typing): what the
-        loop in `data_received` does for one line, and the answer written to its
-        client at once when nothing else is queued this iteration."""
-        backend = self.backend
-        cut = data.find(b",", 6)
-        try:
-            entry = backend.inflight.pop(int(data[6:cut]))
-        except (KeyError, ValueError):
-            self.unmatched(data[:-1])
-            return
-        balancer = self.balancer
-        client = entry[0]
-        out = entry[1] + data[cut:-2] + backend.suffix
-        client.pending -= 1
-        now = time.monotonic()
-        latency = now - entry[3]
-        if b',"error":' in data:
-            backend.errors += 1
-        backend.answered += 1
-        backend.latency_sum += latency
-        balancer.answered += 1
-        backend.samples.append(latency)
-        balancer.recent_answers.append((now, out, latency))
-        queued = client.out
-        if balancer.flush_scheduled or queued or client.exiting or client.paused_by_inflight \
-                or not client.alive:
-            if not queued and balancer.flush_scheduled:
-                balancer.dirty_clients.append(client)
-            queued.append(out)
-            if entry[4] is not None:
-                client.log_redispatched(entry[4])
-            if not balancer.flush_scheduled:
-                client.flush()
-            return
-        if balancer.log.log_requests:
-            balancer.log.line(client.log_tag(entry[4]), out)
-        client.transport.write(out)  # type: ignore[union-attr]
+    def _violation(self, what: str, delivered: list[bytes] | None = None) -> None:
+        # Answers parsed before the bad line are still good: deliver them first.
+        if delivered:
+            self.core.deliver(self.backend, delivered)
+        self.core.violation(self.backend, self, what)
+        return None
 
-    def unmatched(self, line: bytes) -> None:
-        """An answer the fast path cannot place: a pong, a late answer, a foreign line."""
-        balancer = self.balancer
-        backend = self.backend
-        cut = line.find(b",", 6)
-        try:
-            number = int(line[6:cut])
-        except ValueError:
-            backend.late += balancer.foreign_answer(backend, line)
-            return
-        if number < 0:
-            balancer.pong_received(backend, line)
-        else:
-            backend.late += 1
+
+def tune(sock: socket.socket | None, request_timeout: float) -> None:
+    """TCP keepalive and (on Linux) TCP_USER_TIMEOUT, so a silent peer (a partition)
+    ends the connection within about the request timeout instead of minutes."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        idle = max(1, int(request_timeout))
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                            max(1000, int(request_timeout * 1000)))
+    except OSError:
+        pass
+
+
+async def open_link(core: Core, backend: Backend, timeout: float) -> None:
+    """Open the server's connection and hand it to the core (raises OSError, TimeoutError)."""
+    if backend.link is not None:
+        return
+    if not backend.port:
+        raise ConnectionRefusedError("no address yet")
+    loop = asyncio.get_running_loop()
+    generation = backend.generation
+    try:
+        transport, link = await asyncio.wait_for(
+            loop.create_connection(lambda: ServerLink(core, backend), backend.host,
+                                   backend.port), timeout)
+    except TimeoutError:
+        raise ConnectionError("connect timed out") from None
+    tune(transport.get_extra_info("socket"), core.config.request_timeout)
+    if generation != backend.generation or not core.attach(backend, link):
+        # The server moved while we connected, or another check got there first.
+        transport.close()

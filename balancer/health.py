@@ -1,84 +1,48 @@
-"""Health checks: HAProxy-style rise/fall counting over `ping` on each server's connection."""
+"""Health checks: HAProxy-style rise/fall counting, over three callables.
+
+The checker knows nothing of the core. It is given `members()` (what to check
+now), `probe(member)` (one check: connect if needed, ping; raises on failure)
+and `report(member, generation, ok, hard, reason, elapsed, pong)`, and runs a
+check of every member each interval, and of one on demand. The verdict itself
+(`balancer.model.judge`) is applied by whoever `report` belongs to.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
-from balancer.backend import Admin, Backend, ServerState
+from balancer.model import HealthPolicy, Verdict, judge
 
-if TYPE_CHECKING:
-    from balancer.balancer import Balancer
+__all__ = ["HealthChecker", "HealthPolicy", "Verdict", "judge"]
 
-
-@dataclass(frozen=True)
-class HealthPolicy:
-    """Check every `interval` s; `fall` failures mark a server DOWN, `rise` successes UP."""
-
-    interval: float = 1.0
-    rise: int = 2
-    fall: int = 3
-    timeout: float = 1.0
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of one check for one server's streaks and state."""
-
-    state: ServerState | None
-    """The new state, or None when it stays as it is."""
-    ok_streak: int
-    fail_streak: int
-
-
-def judge(
-    state: ServerState,
-    ok: bool,
-    ok_streak: int,
-    fail_streak: int,
-    policy: HealthPolicy,
-    *,
-    hard: bool = False,
-) -> Verdict:
-    """The health state machine, pure so it can be tested alone.
-
-    A STARTING server is UP after its first good check (it has just said it is
-    ready); a DOWN one needs `rise` good checks in a row. An UP or STARTING
-    server goes DOWN after `fall` failed checks in a row, or at once on a hard
-    failure (a refused or dropped connection).
-    """
-    if ok:
-        ok_streak, fail_streak = ok_streak + 1, 0
-        if state is ServerState.STARTING or (
-            state is ServerState.DOWN and ok_streak >= policy.rise
-        ):
-            return Verdict(ServerState.UP, ok_streak, fail_streak)
-        return Verdict(None, ok_streak, fail_streak)
-    ok_streak, fail_streak = 0, fail_streak + 1
-    if state in (ServerState.UP, ServerState.STARTING) and (hard or fail_streak >= policy.fall):
-        return Verdict(ServerState.DOWN, ok_streak, fail_streak)
-    return Verdict(None, ok_streak, fail_streak)
+Report = Callable[[Any, int, bool, bool, str, float, "dict | None"], None]
 
 
 class HealthChecker:
-    """Runs a check of every server each interval, and on demand."""
+    """Runs a check of every member each interval, and on demand."""
 
-    def __init__(self, balancer: Balancer, policy: HealthPolicy) -> None:
-        self.balancer = balancer
+    def __init__(self, policy: HealthPolicy, members: Callable[[], Iterable[Any]],
+                 probe: Callable[[Any], Awaitable[dict]], report: Report) -> None:
         self.policy = policy
+        self.members = members
+        self.probe = probe
+        self.report = report
         self.checks = 0
         self._task: asyncio.Task[None] | None = None
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, tuple[asyncio.Task[None], int]] = {}
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="health")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._running.values()) if t is not None]
+        tasks = [t for t in (self._task, *(t for t, _ in self._running.values()))
+                 if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -87,58 +51,61 @@ class HealthChecker:
         self._task = None
         self._running.clear()
 
-    def check_now(self, backend: Backend) -> None:
-        """Start a check of one server at once (after a restart, say)."""
-        if backend.name in self._running or self._task is None:
+    def check_now(self, member: Any) -> None:
+        """Start a check of one member at once (after a restart, say). A check still
+        running from before the member's last restart is cancelled: it was
+        reaching an address the member no longer has."""
+        if self._task is None:
             return
-        task = asyncio.get_running_loop().create_task(self.check(backend))
-        self._running[backend.name] = task
-        task.add_done_callback(lambda _t, name=backend.name: self._running.pop(name, None))
+        running = self._running.get(member.name)
+        if running is not None:
+            if running[1] == member.generation:
+                return
+            running[0].cancel()
+        task = asyncio.get_running_loop().create_task(self.check(member))
+        self._running[member.name] = (task, member.generation)
+        task.add_done_callback(lambda t, name=member.name: self._forget(name, t))
+
+    def _forget(self, name: str, task: asyncio.Task[None]) -> None:
+        running = self._running.get(name)
+        if running is not None and running[0] is task:
+            del self._running[name]
 
     async def _run(self) -> None:
         while True:
-            for backend in list(self.balancer.backends):
-                if backend.admin is not Admin.STOPPED and backend.port:
-                    self.check_now(backend)
+            for member in list(self.members()):
+                self.check_now(member)
             await asyncio.sleep(self.policy.interval)
 
-    async def check(self, backend: Backend) -> None:
-        """One check: connect if needed, ping, and apply the verdict."""
-        policy = self.policy
+    async def check(self, member: Any) -> None:
+        """One check; its outcome goes to `report` with the generation it began in."""
+        generation = member.generation
         started = time.monotonic()
         hard = False
+        pong: dict | None = None
         try:
-            if backend.conn is None:
-                await asyncio.wait_for(self.balancer.connect(backend), policy.timeout)
-            pong = await self.balancer.ping(backend, policy.timeout)
-        except ConnectionRefusedError:
-            ok, hard, reason = False, True, "connection refused"
+            pong = await asyncio.wait_for(self.probe(member), self.policy.timeout)
         except TimeoutError:
-            ok, reason = False, f"check timed out after {policy.timeout:g}s"
-        except (OSError, ConnectionError) as exc:
+            ok, reason = False, f"check timed out after {self.policy.timeout:g}s"
+        except OSError as exc:
             ok, hard = False, True
-            reason = f"check failed: {exc.strerror or exc.__class__.__name__}" if isinstance(
-                exc, OSError) else f"check failed: {exc}"
+            reason = connect_reason(exc)
         else:
-            ok = True
-            backend.pong = pong
-            reason = "checks passed"
+            ok, reason = True, "checks passed"
         self.checks += 1
-        elapsed = time.monotonic() - started
-        backend.last_check = time.monotonic()
-        if ok:
-            backend.check_ms = elapsed * 1000
-        if backend.admin is Admin.STOPPED:
-            return
-        verdict = judge(backend.health, ok, backend.ok_streak, backend.fail_streak, policy,
-                        hard=hard)
-        backend.ok_streak, backend.fail_streak = verdict.ok_streak, verdict.fail_streak
-        if verdict.state is not None:
-            if verdict.state is ServerState.UP:
-                if backend.health is ServerState.DOWN:
-                    reason = f"{verdict.ok_streak} checks passed"
-                else:
-                    reason = f"first check passed in {elapsed * 1000:.1f} ms"
-            elif not hard:
-                reason = f"{verdict.fail_streak} checks failed: {reason}"
-            self.balancer.set_health(backend, verdict.state, reason)
+        self.report(member, generation, ok, hard, reason, time.monotonic() - started, pong)
+
+
+def connect_reason(exc: OSError) -> str:
+    """What went wrong reaching a server, as the Servers table says it."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if exc.errno == errno.EHOSTUNREACH:
+        return "no route to host"
+    if exc.errno == errno.ENETUNREACH:
+        return "network unreachable"
+    if exc.strerror:
+        return f"check failed: {exc.strerror}"
+    if exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return f"check failed: {exc.__class__.__name__}"

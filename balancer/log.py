@@ -19,6 +19,29 @@ from collections import deque
 from pathlib import Path
 
 
+WRITE_BATCH = 64 * 1024
+"""The most the writer thread writes at once, in bytes (cut at a line's end)."""
+
+
+def _pieces(text: bytes, size: int) -> list[bytes]:
+    """`text` cut after a newline into pieces of at most `size` bytes (a longer line
+    is a piece of its own)."""
+    pieces = []
+    start = 0
+    end = len(text)
+    while end - start > size:
+        cut = text.rfind(b"\n", start, start + size)
+        if cut < 0:
+            cut = text.find(b"\n", start + size)
+            if cut < 0:
+                break
+        pieces.append(text[start : cut + 1])
+        start = cut + 1
+    if start < end:
+        pieces.append(text[start:])
+    return pieces
+
+
 class RequestLog:
     """The balancer's log: `event()` for rare lines, `lines()` for a client's answers."""
 
@@ -150,20 +173,23 @@ class RequestLog:
                 handle = self._open()
                 if handle is None:
                     continue
-            if size and size + len(chunk) > self.max_bytes:
-                handle.close()
-                self._rotate()
-                handle = self._open()
-                size = 0
-                if handle is None:
-                    continue
-            try:
-                view = memoryview(chunk)
-                while view:  # an unbuffered write may be partial
-                    view = view[handle.write(view) or 0 :]
-                size += len(chunk)
-            except OSError:
-                self.write_errors += 1
+            for piece in _pieces(chunk, WRITE_BATCH):
+                # Rotation is decided per piece, so a file exceeds its limit by at
+                # most one piece (WRITE_BATCH bytes), however big the batch was.
+                if size and size + len(piece) > self.max_bytes:
+                    handle.close()
+                    self._rotate()
+                    handle = self._open()
+                    size = 0
+                    if handle is None:
+                        break
+                try:
+                    view = memoryview(piece)
+                    while view:  # an unbuffered write may be partial
+                        view = view[handle.write(view) or 0 :]
+                    size += len(piece)
+                except OSError:
+                    self.write_errors += 1
         if handle is not None:
             with contextlib.suppress(OSError):
                 handle.close()

@@ -22,6 +22,18 @@ MAX_LINE = 64 * 1024
 MAX_OPERAND_CHARS = 40
 """Longest operand accepted, in characters: keeps big-int arithmetic cheap."""
 
+MAX_ID_DIGITS = 40
+"""Longest integer id accepted, in digits."""
+
+MAX_ID_CHARS = 256
+"""Longest string id accepted, in characters."""
+
+MAX_WORK_MS = 60_000
+"""Most simulated work a request may ask of a server, in milliseconds."""
+
+ID_LIMITS = (f"id must be an integer of at most {MAX_ID_DIGITS} digits or a string of at "
+             f"most {MAX_ID_CHARS} characters")
+
 RANDOM_LOW, RANDOM_HIGH = 1, 50
 """Range of the operands a server draws when a request carries none."""
 
@@ -73,6 +85,18 @@ class Request:
     a: Number | None = None
     b: Number | None = None
     id: int | str | None = None
+    work_ms: Number | None = None
+    """Simulated work the server spends on it before answering (the lab)."""
+
+    def wire(self) -> bytes:
+        """The request as the balancer forwards it: compact JSON, no id, exact numbers."""
+        obj: dict[str, object] = {"op": self.op}
+        if self.a is not None:
+            obj["a"] = self.a
+            obj["b"] = self.b
+        if self.work_ms is not None:
+            obj["work_ms"] = self.work_ms
+        return dumps(obj)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +211,41 @@ def _unknown(token: bytes, request_id: int | str | None) -> ProtocolError:
 # ---------------------------------------------------------------- JSON form
 
 
-def valid_id(value: object) -> bool:
-    """Ids are integers (64-bit) or short strings; anything else is refused."""
+def id_error(value: object) -> str | None:
+    """None for a valid id (an integer of at most 40 digits or a string of at most 256
+    characters), else the message that says why not."""
     if isinstance(value, bool):
-        return False
+        return ID_LIMITS
     if isinstance(value, int):
-        return -(2**63) <= value < 2**63
-    return isinstance(value, str) and len(value) <= 128
+        return None if len(str(abs(value))) <= MAX_ID_DIGITS else ID_LIMITS
+    if isinstance(value, str):
+        return None if len(value) <= MAX_ID_CHARS else ID_LIMITS
+    return ID_LIMITS
+
+
+def valid_id(value: object) -> bool:
+    return id_error(value) is None
+
+
+_LONG_DIGITS = re.compile(rb"\d{16}")
+
+
+def loads_exact(text: bytes) -> object:
+    """Decode JSON; integers too wide for 64 bits stay exact integers (orjson would
+    turn them into floats). Returns a ProtocolError for anything malformed."""
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            return ProtocolError(f"malformed JSON: {_short(exc)}")
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        return ProtocolError(f"malformed JSON: {_short(exc)}")
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number")
 
 
 def parse_object(obj: object, request_id: int | str | None = None) -> Parsed:
@@ -201,14 +253,25 @@ def parse_object(obj: object, request_id: int | str | None = None) -> Parsed:
     if not isinstance(obj, dict):
         return ProtocolError("a JSON request must be an object", request_id)
     if "id" in obj and obj["id"] is not None:
-        if not valid_id(obj["id"]):
-            return ProtocolError("id must be an integer or a string", request_id)
+        problem = id_error(obj["id"])
+        if problem is not None:
+            return ProtocolError(problem, request_id)
         request_id = obj["id"]
+    work_ms = None
+    if "work_ms" in obj:
+        work_ms = obj["work_ms"]
+        if isinstance(work_ms, bool) or not isinstance(work_ms, int | float) \
+                or not 0 <= work_ms <= MAX_WORK_MS:
+            return ProtocolError(f"work_ms must be a number from 0 to {MAX_WORK_MS}",
+                                 request_id)
     text = obj.get("text")
     if text is not None:
         if not isinstance(text, str):
             return ProtocolError("text must be a string", request_id)
-        return parse_text(text.encode("utf-8", "surrogatepass"), request_id)
+        parsed = parse_text(text.encode("utf-8", "surrogatepass"), request_id)
+        if work_ms is not None and isinstance(parsed, Request):
+            return Request(parsed.op, parsed.a, parsed.b, parsed.id, work_ms)
+        return parsed
     op_name = obj.get("op")
     if not isinstance(op_name, str):
         return ProtocolError('missing "op" (or "text")', request_id)
@@ -218,20 +281,20 @@ def parse_object(obj: object, request_id: int | str | None = None) -> Parsed:
     if op is None:
         return _unknown(op_name.encode("utf-8", "replace"), request_id)
     has_a, has_b = "a" in obj, "b" in obj
-    if not has_a and not has_b:
-        return Request(op, None, None, request_id)
-    if has_a != has_b:
-        return ProtocolError(f"{op} takes two operands or none, got one", request_id)
-    extra = [k for k in obj if k not in ("id", "op", "a", "b")]
+    extra = [k for k in obj if k not in ("id", "op", "a", "b", "work_ms")]
     if extra:
         return ProtocolError(f"unexpected field {str(extra[0])[:30]!r}", request_id)
+    if not has_a and not has_b:
+        return Request(op, None, None, request_id, work_ms)
+    if has_a != has_b:
+        return ProtocolError(f"{op} takes two operands or none, got one", request_id)
     a = _json_number(obj["a"], "a")
     if isinstance(a, ProtocolError):
         return ProtocolError(a.message, request_id)
     b = _json_number(obj["b"], "b")
     if isinstance(b, ProtocolError):
         return ProtocolError(b.message, request_id)
-    return Request(op, a, b, request_id)
+    return Request(op, a, b, request_id, work_ms)
 
 
 def parse_line(line: bytes, seq: int | str | None = None) -> Parsed:
@@ -242,10 +305,9 @@ def parse_line(line: bytes, seq: int | str | None = None) -> Parsed:
     if len(stripped) > MAX_LINE:
         return ProtocolError(f"line too long (limit {MAX_LINE} bytes)", seq)
     if stripped[:1] in (b"{", b"["):
-        try:
-            obj = orjson.loads(stripped)
-        except orjson.JSONDecodeError as exc:
-            return ProtocolError(f"malformed JSON: {_short(exc)}", seq)
+        obj = loads_exact(stripped)
+        if isinstance(obj, ProtocolError):
+            return ProtocolError(obj.message, seq)
         return parse_object(obj, seq)
     if not stripped.isascii():
         try:
@@ -316,7 +378,10 @@ def error_line(request_id: object, message: str) -> bytes:
 
 def json_id(request_id: object) -> bytes:
     """The JSON encoding of an id, as it appears after `"id":`."""
-    return orjson.dumps(request_id)
+    try:
+        return orjson.dumps(request_id)
+    except TypeError:
+        return json.dumps(request_id).encode()
 
 
 def check_answer(answer: dict) -> bool:

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from app.runtime import Runtime
-from balancer.backend import Backend, ServerState
+from balancer.model import Backend, ServerState
 from balancer.protocol import compute
 from tests.wire import Wire
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.runtime import ServerRow
-from balancer.balancer import Route
 from balancer.client import BatchProgress
+from balancer.routes import Route
 from balancer.stats import BalancerStats
 
 STAMP = "2026-01-15 10:30:00.000 "

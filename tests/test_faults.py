@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from balancer.balancer import Balancer, BalancerConfig
 from balancer.log import RequestLog
+from balancer.service import Balancer, BalancerConfig
 from tests.chaos import crash_storm, frozen_server
 from tests.conftest import RuntimeFactory
 from tests.test_cli import LBCONSOLE, server_pids
@@ -132,7 +132,7 @@ async def test_log_keeps_order_around_a_re_dispatched_answer(tmp_path: Path) -> 
     for n in (1, 2):
         client.out.append(b'{"id":%d,"result":%d}\n' % (n, n))
     client.out.append(b'{"id":3,"result":3}\n')
-    client.log_redispatched("server2")
+    client.answered("server2")
     client.out.append(b'{"id":4,"result":4}\n')
     client.flush()
     assert [a["id"] for a in await wire.answers(4)] == [1, 2, 3, 4]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from balancer.backend import ServerState
 from balancer.health import HealthPolicy, judge
+from balancer.model import ServerState
 
 POLICY = HealthPolicy(interval=1.0, rise=2, fall=3, timeout=1.0)
 UP, DOWN, STARTING = ServerState.UP, ServerState.DOWN, ServerState.STARTING

@@ -172,7 +172,7 @@ async def test_inflight_cap_pauses_reading(make_runtime: RuntimeFactory) -> None
         while True:
             for client in runtime.balancer.clients:
                 max_pending = max(max_pending, client.pending)
-                paused_seen = paused_seen or client.paused_by_inflight
+                paused_seen = paused_seen or client.flow.paused("inflight")
             await asyncio.sleep(0.002)
 
     watcher = asyncio.create_task(watch())

@@ -71,7 +71,7 @@ def test_parse_accepts_both_forms(line: bytes, expected: object) -> None:
         (b"\xff\xfe 1 2", "invalid UTF-8"),
         (b'{"id": 1, "op": "somma", "a": 1', "malformed JSON"),
         (b"[1, 2]", "must be an object"),
-        (b'{"id": [1], "op": "somma"}', "id must be an integer or a string"),
+        (b'{"id": [1], "op": "somma"}', "id must be an integer of at most 40 digits or a string"),
         (b'{"op": "somma", "a": true, "b": 1}', "must be a number"),
         (b'{"op": "somma", "a": 1}', "takes two operands or none"),
         (b'{"op": "somma", "a": 1, "b": 2, "c": 3}', "unexpected field 'c'"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from balancer.roundrobin import RoundRobin
+from balancer.algorithms import RoundRobin
 
 
 class Member:

@@ -10,7 +10,7 @@ from textual.strip import Strip
 
 from app.formatting import payload_text, server_colour
 from app.widgets.tail_view import TailView, newer_than
-from balancer.balancer import Route
+from balancer.routes import Route
 
 DIM = Style(dim=True)
 REDISPATCH = Style(color="#ffd75f", bold=True)

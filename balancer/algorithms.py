@@ -1,4 +1,4 @@
-"""Round robin over the configured server list, skipping servers that take no traffic."""
+"""The balancing algorithms (placeholder: round robin only, until the lab lands)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ class RoundRobin(Generic[T]):
     one picked last, in configured order, so 1,2,3 with 2 down goes 1,3,1,3 and
     with 2 back 1,2,3 again. Before any pick the rotation starts at the first.
     """
+
+    name = "roundrobin"
+    inline = True
+    """The core picks inline from `ring`/`pos` instead of calling `pick()`."""
 
     def __init__(self, members: Sequence[T], eligible: Callable[[T], bool]) -> None:
         self.members: list[T] = list(members)
@@ -65,3 +69,10 @@ class RoundRobin(Generic[T]):
             if self.members.index(member) > after:
                 self.pos = index
                 return
+
+
+def make_algorithm(name: str, members: Sequence[T], eligible: Callable[[T], bool]
+                   ) -> RoundRobin[T]:
+    if name != "roundrobin":
+        raise ValueError(f"unknown algorithm {name!r} (use roundrobin)")
+    return RoundRobin(members, eligible)

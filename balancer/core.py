@@ -1,0 +1,559 @@
+"""The core: the one owner of the balancer's shared state and of every transition.
+
+It owns the server records, the algorithm's rotation, the queue used while no
+server is UP, the lists of connections to write to at the end of the loop
+iteration, and the counters. Client connections hand it requests
+(`dispatch`), server connections hand it answers (`deliver`), the losses and
+protocol violations they see (`link_lost`, `violation`), and health checks
+their verdicts (`report_check`). Nothing else writes a `Backend`'s fields.
+
+There is one path for a request (`dispatch`, which `_resend` feeds for
+re-dispatched and queued ones) and one for an answer (`deliver`); a chunk of
+one line is the cheap case of the same code, not a copy of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from balancer.algorithms import make_algorithm
+from balancer.log import RequestLog
+from balancer.model import Admin, Asker, Backend, BalancerConfig, Entry, ServerState, judge
+from balancer.protocol import json_id
+from balancer.routes import RouteSampler
+
+StateListener = Callable[[Backend, ServerState, ServerState, str], None]
+
+
+class Core:
+    """Hands each request to the server the algorithm picks, each answer to its client."""
+
+    def __init__(self, config: BalancerConfig, log: RequestLog) -> None:
+        self.config = config
+        self.log = log
+        self.backends: list[Backend] = []
+        self.algorithm = make_algorithm(config.algorithm, self.backends,
+                                        lambda b: b.eligible)
+        self.ring: list[Backend] = []
+        """The servers that take new requests, in configured order."""
+        self.waiting: deque[Entry] = deque()
+        self.clients: set[Any] = set()
+        self.listeners: list[StateListener] = []
+        self.routes = RouteSampler()
+        self.recent_answers: deque[tuple[float, bytes, float]] = deque(maxlen=256)
+        """(time, answer line, latency in s) for the latest answers."""
+        # Writes are deferred to the end of the loop iteration, so every client
+        # and server gets one write per iteration however many chunks were read.
+        self.dirty_clients: list[Asker] = []
+        self.dirty_backends: list[Backend] = []
+        self.flush_scheduled = False
+        self.closing = False
+        self.requests = 0
+        self.answered = 0
+        self.local_errors = 0
+        self.refused_clients = 0
+        self.redispatched = 0
+        self.expired = 0
+        self.discarded = 0
+        self._ping_ids = itertools.count(-1, -1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    # ------------------------------------------------------------ servers
+
+    def add_backend(self, name: str, host: str | None = None, port: int | None = None,
+                    remote: bool = False) -> Backend:
+        if any(b.name == name for b in self.backends):
+            raise ValueError(f"a server named {name!r} already exists")
+        backend = Backend(name, host, port, remote=remote)
+        backend.weight = self.config.weights.get(name, 1)
+        self.backends.append(backend)
+        self.algorithm.add(backend)
+        self._rebuild()
+        self.log.event(f"{name} added{f' at {host}:{port}' if port else ''}")
+        return backend
+
+    def backend(self, name: str) -> Backend:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        raise KeyError(name)
+
+    def set_address(self, backend: Backend, host: str, port: int, reason: str) -> None:
+        """Point a server at a new address (a restarted process): whatever its old
+        connection held is answered elsewhere, checks begun before now are ignored."""
+        backend.generation += 1
+        self.detach(backend, "server replaced")
+        backend.host, backend.port = host, port
+        backend.ok_streak = backend.fail_streak = 0
+        if backend.admin is Admin.STOPPED:
+            backend.admin = Admin.READY
+        self.set_health(backend, ServerState.STARTING, f"{reason} on {host}:{port}")
+
+    def set_health(self, backend: Backend, health: ServerState, reason: str) -> None:
+        """Record a health change; DOWN sends what the server held to the others."""
+        old = backend.state
+        backend.health = health
+        backend.reason = reason
+        backend.changed_at = time.monotonic()
+        if health is ServerState.DOWN:
+            backend.ok_streak = 0
+        self._changed(backend, old, reason)
+        if health is ServerState.DOWN:
+            self._take_back(backend, reason)
+
+    def set_admin(self, backend: Backend, admin: Admin, reason: str) -> None:
+        """Operator intent: READY, DRAIN (finish what it has, take nothing new), STOPPED."""
+        old = backend.state
+        backend.admin = admin
+        backend.reason = reason
+        backend.changed_at = time.monotonic()
+        self._changed(backend, old, reason)
+
+    def set_weight(self, backend: Backend, weight: int) -> None:
+        if not 0 <= weight <= 256:
+            raise ValueError(f"a weight is an integer from 0 to 256, not {weight}")
+        old = backend.weight
+        backend.weight = weight
+        self.log.event(f"{backend.name} weight {old} -> {weight}")
+        self._rebuild()
+
+    def set_algorithm(self, name: str) -> None:
+        """Switch the algorithm live (ValueError for an unknown name)."""
+        algorithm = make_algorithm(name, self.backends, lambda b: b.eligible)
+        old = self.algorithm.name
+        self.algorithm = algorithm
+        self._rebuild()
+        self.log.event(f"algorithm {old} -> {algorithm.name}")
+
+    def _changed(self, backend: Backend, old: ServerState, reason: str) -> None:
+        self._rebuild()
+        new = backend.state
+        if new is not old:
+            self.log.event(f"{backend.name} {old} -> {new}: {reason}")
+            for listener in list(self.listeners):
+                listener(backend, old, new, reason)
+
+    def _rebuild(self) -> None:
+        """After any change of eligibility: the ring, the algorithm, the queue."""
+        self.ring = [b for b in self.backends if b.eligible]
+        self.algorithm.rebuild()
+        if self.ring and self.waiting:
+            self._drain_waiting()
+
+    # ------------------------------------------------------------ connections
+
+    def attach(self, backend: Backend, link: Any) -> bool:
+        """A connection to the server opened; False when it already has one."""
+        if backend.link is not None:
+            return False
+        backend.link = link
+        backend.sent = 0
+        backend.inflight = {}
+        backend.abandoned = set()
+        backend.out = []
+        self._rebuild()
+        return True
+
+    def detach(self, backend: Backend, reason: str) -> None:
+        """End the server's current connection: everything it held is answered
+        elsewhere, exactly once; its numbering starts again on the next one."""
+        link = backend.link
+        if link is None:
+            return
+        backend.link = None
+        for future in backend.pings.values():
+            if not future.done():
+                future.set_exception(ConnectionResetError(reason))
+        self._rebuild()
+        self._take_back(backend, reason)
+        backend.sent = 0
+        backend.out = []
+        backend.abandoned = set()
+        link.close()
+
+    def link_lost(self, backend: Backend, link: Any, exc: Exception | None) -> None:
+        """Passive detection: a dropped connection marks the server DOWN at once."""
+        if backend.link is not link:
+            return
+        reason = "connection lost" if exc is None else f"connection lost ({exc})"
+        self.detach(backend, reason)
+        if self.closing:
+            return
+        if backend.health is not ServerState.DOWN and backend.admin is not Admin.STOPPED:
+            self.set_health(backend, ServerState.DOWN, reason)
+
+    def violation(self, backend: Backend, link: Any, what: str) -> None:
+        """The server broke the protocol: DOWN, its requests re-sent, connection closed."""
+        backend.violations += 1
+        if backend.link is not link:
+            return
+        reason = f"protocol violation: {what}"
+        self.detach(backend, reason)
+        if backend.health is not ServerState.DOWN:
+            self.set_health(backend, ServerState.DOWN, reason)
+
+    # ------------------------------------------------------------ requests
+
+    def dispatch(self, client: Asker, prefixes: list[bytes], lines: list[bytes]) -> None:
+        """Send requests (the client's answer prefix and the line for the server) on."""
+        count = len(lines)
+        if not count:
+            return
+        now = time.monotonic()
+        ring = self.ring
+        if not ring:
+            for prefix, line in zip(prefixes, lines, strict=True):
+                self._enqueue(Entry(client, prefix, line, now, None, 1))
+        else:
+            algorithm = self.algorithm
+            # Round robin, the default, is picked inline: a method call per
+            # request costs more than the rest of the pick.
+            inline = algorithm.inline
+            if inline:
+                rotation = algorithm.ring
+                n = len(rotation)
+                pos = algorithm.pos
+            else:
+                pick = algorithm.pick
+            for prefix, line in zip(prefixes, lines, strict=True):
+                if inline:
+                    backend = rotation[pos]
+                    pos += 1
+                    if pos == n:
+                        pos = 0
+                else:
+                    backend = pick()
+                number = backend.sent + 1
+                backend.sent = number
+                backend.inflight[number] = Entry(client, prefix, line, now, None, 1)
+                backend.out.append(line)
+            if inline:
+                algorithm.pos = pos
+                algorithm.picks += count
+        client.pending += count
+        self.requests += count
+        if ring:
+            self._written(count == 1)
+
+    def _written(self, lone: bool) -> None:
+        """Requests were queued for servers: write them now (a lone one, nothing else
+        due this iteration) or once this iteration's reads are done."""
+        if lone and not self.flush_scheduled:
+            for backend in self.ring:
+                if backend.out:
+                    self._flush_backend(backend)
+            return
+        dirty = self.dirty_backends
+        for backend in self.ring:
+            if backend.out and not backend.dirty:
+                backend.dirty = True
+                dirty.append(backend)
+        self.schedule_flush()
+
+    def _resend(self, entry: Entry, origin: str, now: float) -> None:
+        """One request again, to the next server (or the queue): re-dispatch, queue drain."""
+        target = self.algorithm.pick() if self.ring else None
+        if target is None:
+            self._enqueue(Entry(entry.client, entry.prefix, entry.line, now, origin,
+                                entry.attempts))
+            return
+        number = target.sent + 1
+        target.sent = number
+        target.inflight[number] = Entry(entry.client, entry.prefix, entry.line, now, origin,
+                                        entry.attempts + 1)
+        target.out.append(entry.line)
+        if not target.dirty:
+            target.dirty = True
+            self.dirty_backends.append(target)
+
+    def _enqueue(self, entry: Entry) -> None:
+        """Hold a request while no server is UP; refuse it when the queue is full."""
+        if len(self.waiting) >= self.config.max_queue:
+            self.fail(entry, "no server available (queue full)")
+            return
+        if not self.waiting:
+            self.log.event("no server UP: requests wait in the queue "
+                           f"(up to {self.config.queue_timeout:g}s)")
+        self.waiting.append(entry)
+
+    def _drain_waiting(self) -> None:
+        waiting = self.waiting
+        count = 0
+        now = time.monotonic()
+        while waiting and self.ring:
+            entry = waiting.popleft()
+            if not entry.client.alive:
+                self._drop(entry)
+                continue
+            # Its request timeout counts from now, when a server gets it.
+            target = self.algorithm.pick()
+            number = target.sent + 1
+            target.sent = number
+            target.inflight[number] = entry._replace(since=now)
+            target.out.append(entry.line)
+            if not target.dirty:
+                target.dirty = True
+                self.dirty_backends.append(target)
+            count += 1
+        if count:
+            self.log.event(f"{count} queued requests sent now that a server is UP")
+            self.schedule_flush()
+
+    def _take_back(self, backend: Backend, reason: str) -> None:
+        """Send every request the server holds to the others (or the queue)."""
+        inflight = backend.inflight
+        entries = list(inflight.values())
+        if backend.link is not None:
+            backend.abandoned.update(inflight)
+        inflight.clear()
+        if backend.link is not None:
+            # Still connected (a frozen server): write what was queued, so the
+            # server's numbering stays in step with ours; its answers will come
+            # late and be dropped.
+            self._flush_backend(backend)
+        else:
+            backend.out.clear()
+        if not entries:
+            return
+        backend.redispatched += len(entries)
+        self.redispatched += len(entries)
+        self.log.event(f"{backend.name}: re-dispatching {len(entries)} requests in flight "
+                       f"({reason})")
+        now = time.monotonic()
+        for entry in entries:
+            if not entry.client.alive:
+                self._drop(entry)
+                continue
+            self._resend(entry, entry.origin or backend.name, now)
+        self.schedule_flush()
+
+    def _drop(self, entry: Entry) -> None:
+        entry.client.pending -= 1
+        self.discarded += 1
+
+    def fail(self, entry: Entry, message: str) -> None:
+        """Answer one request with an error from the balancer itself."""
+        client = entry.client
+        client.pending -= 1
+        self.answer_locally(client, entry.prefix + b',"error":' + orjson.dumps(message)
+                            + b"}\n", error=True)
+
+    def answer_locally(self, client: Asker, line: bytes, error: bool) -> None:
+        """Queue an answer the balancer made itself (an error, a pong, a goodbye)."""
+        if error:
+            self.local_errors += 1
+        if not client.alive:
+            self.discarded += 1
+            return
+        if not client.out:
+            self.dirty_clients.append(client)
+        client.out.append(line)
+        self.schedule_flush()
+
+    # ------------------------------------------------------------ answers
+
+    def deliver(self, backend: Backend, lines: list[bytes]) -> None:
+        """Answers from a server, each `{"id":N,...}` with N its line number there."""
+        inflight = backend.inflight
+        suffix = backend.suffix
+        dirty = self.dirty_clients
+        answered = errors = late = 0
+        duplicate = None
+        since_sum = 0.0
+        entry = None
+        out = b""
+        for line in lines:
+            cut = line.find(b",", 6)
+            number = int(line[6:cut])
+            entry = inflight.pop(number, None)
+            if entry is None:
+                if number in backend.abandoned:
+                    backend.abandoned.discard(number)
+                    late += 1
+                    continue
+                duplicate = number
+                break
+            client = entry.client
+            out = entry.prefix + line[cut:-1] + suffix
+            since_sum += entry.since
+            client.pending -= 1
+            queued = client.out
+            if not queued:
+                dirty.append(client)
+            queued.append(out)
+            if entry.origin is not None:
+                client.answered(entry.origin)
+            if b',"error":' in line:
+                errors += 1
+            answered += 1
+        if late:
+            backend.late += late
+        if duplicate is not None:
+            self.violation(backend, backend.link, f"answer to request {duplicate}, which "
+                           "it was never sent or has answered already")
+        if not answered:
+            return
+        now = time.monotonic()
+        backend.errors += errors
+        backend.answered += answered
+        backend.latency_sum += answered * now - since_sum
+        self.answered += answered
+        # One latency sample per chunk, the last answer's: per answer would cost
+        # more than the percentile is worth.
+        latency = now - entry.since  # type: ignore[union-attr]
+        backend.samples.append(latency)
+        self.recent_answers.append((now, out, latency))
+        if answered == 1 and not self.flush_scheduled:
+            # A lone answer (ping-pong): write it now, as a lone request is.
+            dirty.clear()
+            entry.client.flush()  # type: ignore[union-attr]
+        else:
+            self.schedule_flush()
+
+    def is_late(self, backend: Backend, number: int) -> bool:
+        """True for an answer to a request this connection was sent but no longer holds."""
+        return number <= backend.sent and number not in backend.inflight
+
+    # ------------------------------------------------------------ writing
+
+    def schedule_flush(self) -> None:
+        """Write what was queued once this loop iteration's reads are done."""
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            (self._loop or asyncio.get_running_loop()).call_soon(self.flush_all)
+
+    def _flush_backend(self, backend: Backend) -> None:
+        if backend.out and self.routes.wants(time.monotonic()):
+            self.routes.note(backend, len(backend.out))
+        backend.dirty = False
+        out = backend.out
+        if out:
+            link = backend.link
+            if link is not None:
+                out.append(b"")
+                link.write(b"\n".join(out))
+            out.clear()
+
+    def flush_all(self) -> None:
+        self.flush_scheduled = False
+        backends, self.dirty_backends = self.dirty_backends, []
+        for backend in backends:
+            self._flush_backend(backend)
+        clients, self.dirty_clients = self.dirty_clients, []
+        for client in clients:
+            client.flush()
+
+    # ------------------------------------------------------------ health
+
+    def ping(self, backend: Backend) -> asyncio.Future[dict]:
+        """Send `ping` on the server's connection, in line with its requests."""
+        if backend.link is None:
+            raise ConnectionResetError("not connected")
+        ping_id = next(self._ping_ids)
+        future: asyncio.Future[dict] = (self._loop or asyncio.get_running_loop()).create_future()
+        backend.pings[ping_id] = future
+        future.add_done_callback(lambda _f: backend.pings.pop(ping_id, None))
+        # The server numbers this line too.
+        backend.sent += 1
+        backend.out.append(b'{"id":%d,"op":"ping"}' % ping_id)
+        self._flush_backend(backend)
+        return future
+
+    def pong(self, backend: Backend, ping_id: int, answer: dict) -> None:
+        future = backend.pings.get(ping_id)
+        if future is not None and not future.done():
+            future.set_result(answer)
+
+    def report_check(self, backend: Backend, generation: int, ok: bool, hard: bool,
+                     reason: str, elapsed: float, pong: dict | None) -> None:
+        """A health check's outcome; one begun before the server's last restart is ignored."""
+        if generation != backend.generation:
+            return
+        backend.last_check = time.monotonic()
+        if ok:
+            backend.check_ms = elapsed * 1000
+            backend.pong = pong or {}
+        if backend.admin is Admin.STOPPED:
+            return
+        verdict = judge(backend.health, ok, backend.ok_streak, backend.fail_streak,
+                        self.config.health, hard=hard)
+        backend.ok_streak, backend.fail_streak = verdict.ok_streak, verdict.fail_streak
+        if verdict.state is not None:
+            if verdict.state is ServerState.UP:
+                if backend.health is ServerState.DOWN:
+                    reason = f"{verdict.ok_streak} checks passed"
+                else:
+                    reason = f"first check passed in {elapsed * 1000:.1f} ms"
+            elif not hard:
+                reason = f"{verdict.fail_streak} checks failed: {reason}"
+            self.set_health(backend, verdict.state, reason)
+        elif not ok and backend.health is ServerState.DOWN and backend.link is not None \
+                and verdict.fail_streak >= self.config.health.fall:
+            # DOWN and still silent on its old connection (frozen, black-holed):
+            # tear the connection down; the next check opens a new one.
+            self.detach(backend, f"no answer on its connection ({reason})")
+
+    # ------------------------------------------------------------ time
+
+    def sweep(self, now: float) -> None:
+        """Servers holding a request too long (frozen), queued requests too old."""
+        timeout = self.config.request_timeout
+        for backend in self.backends:
+            inflight = backend.inflight
+            if inflight:
+                oldest = next(iter(inflight.values()))
+                waited = now - oldest.since
+                if waited > timeout:
+                    if backend.health is ServerState.UP:
+                        self.set_health(backend, ServerState.DOWN,
+                                        f"no answer for {waited:.1f}s (frozen?)")
+                    else:
+                        self._take_back(backend, f"no answer for {waited:.1f}s")
+        waiting = self.waiting
+        expired = 0
+        limit = self.config.queue_timeout
+        while waiting and now - waiting[0].since >= limit:
+            self.fail(waiting.popleft(), "no server available")
+            expired += 1
+        if expired:
+            self.expired += expired
+            self.log.event(f"{expired} queued requests expired: no server available "
+                           f"for {limit:g}s")
+
+    def take_back_stuck(self, older_than: float) -> None:
+        """At shutdown: what a server has held for `older_than` s goes to another."""
+        now = time.monotonic()
+        for backend in self.backends:
+            inflight = backend.inflight
+            if inflight and now - next(iter(inflight.values())).since >= older_than:
+                if backend.health is ServerState.UP:
+                    self.set_health(backend, ServerState.DOWN, "no answer during shutdown")
+                else:
+                    self._take_back(backend, "no answer during shutdown")
+
+    def fail_everything(self, message: str) -> int:
+        pending = [e for b in self.backends for e in b.inflight.values()] + list(self.waiting)
+        for backend in self.backends:
+            backend.inflight.clear()
+        self.waiting.clear()
+        for entry in pending:
+            self.fail(entry, message)
+        return len(pending)
+
+    def pong_line(self, rid: object) -> bytes:
+        """The balancer's own answer to `ping` from a client."""
+        return (b'{"id":%b,"pong":"lbconsole","servers_up":%d,"servers":%d}\n'
+                % (json_id(rid), len(self.ring), len(self.backends)))
+
+    def inflight_total(self) -> int:
+        return sum(len(b.inflight) for b in self.backends) + len(self.waiting)
