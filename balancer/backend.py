@@ -89,9 +89,10 @@ class ServerLink(asyncio.Protocol):
         backend = self.backend
         core = self.core
         result: list[bytes] = []
-        for raw in lines:
-            line = raw.strip()
-            if not line:
+        for line in lines:
+            if line[-1:] == b"\r":
+                return self._violation("ended its lines with CRLF, not LF", result)
+            if not line.strip():
                 continue
             obj = loads_exact(line)
             if isinstance(obj, ProtocolError) or not isinstance(obj, dict):

@@ -18,7 +18,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-
 WRITE_BATCH = 64 * 1024
 """The most the writer thread writes at once, in bytes (cut at a line's end)."""
 
