@@ -36,6 +36,9 @@ _PLAIN = bytes(sorted(set(
 
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
 
+LINGER = 2.0
+"""Seconds a closed connection keeps reading (and dropping) what the client sends."""
+
 
 class FlowControl:
     """Why reading from a client is paused; reading resumes when no reason is left.
@@ -136,6 +139,8 @@ class ClientConnection(asyncio.Protocol):
                             f"{self.requests} requests{dropped}")
 
     def eof_received(self) -> bool:
+        if self.state is CLOSED:
+            return False  # lingering after our last line: now close
         # A half-close means `exit` without the goodbye: the unterminated last line
         # is a request like any other, then everything in flight is answered.
         if self.state is OPEN:
@@ -335,7 +340,7 @@ class ClientConnection(asyncio.Protocol):
             self.state = CLOSED
             self.core.clients.discard(self)
             self.core.log.event(f"{self.name} {self.how} after {self.requests} requests")
-            transport.close()
+            self._linger(transport)
             return
         if out:
             transport.write(b"".join(out))
@@ -349,6 +354,23 @@ class ClientConnection(asyncio.Protocol):
                     asyncio.get_running_loop().call_soon(self._send_held)
             else:
                 flow.resume("inflight")
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close gently: send FIN, then read and drop what the client still sends
+        until it closes too (at most LINGER s). Closing with unread bytes would
+        send a reset, and a reset can destroy the last answers before the client
+        reads them."""
+        if not transport.can_write_eof() or transport.is_closing():
+            transport.close()
+            return
+        try:
+            transport.write_eof()
+        except OSError:
+            transport.close()
+            return
+        if transport.is_reading() is False:
+            transport.resume_reading()
+        asyncio.get_running_loop().call_later(LINGER, transport.close)
 
     def _send_held(self) -> None:
         self._held_scheduled = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,16 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from balancer.protocol import Ping, ProtocolError, Request, parse_line, parse_object
+from balancer.protocol import (
+    MAX_LINE,
+    Ping,
+    ProtocolError,
+    Request,
+    loads_exact,
+    parse_line,
+    parse_object,
+    valid_id,
+)
 from tests.test_cli import serve
 
 TOKENS = [b"somma", b"sottrazione", b"moltiplicazione", b"divisione", b"add", b"div", b"*",
@@ -73,29 +83,46 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         yield served_port
 
 
-def expected_answers(batch: list[bytes]) -> int:
-    count = 0
+LONG_LINES = [
+    b'{"op":"somma",' + b" " * 65_000 + b'"a":1e5,"b":1}',  # under the limit
+    b"somma 1 2" + b" " * (MAX_LINE - 9),  # exactly at it
+    b"x" * (MAX_LINE + 1),  # past it: the connection's last answer
+    b"somma " + b"1" * 70_000,
+]
+
+
+def expected_ids(batch: list[bytes]) -> list[str]:
+    """The id each answer must carry (JSON-encoded), in any order: the client's own
+    valid id, else the request's number on the connection (blank lines have none)."""
+    ids = []
+    seq = 0
     for line in batch:
+        if len(line) > MAX_LINE:
+            ids.append(json.dumps(seq + 1))
+            break
         stripped = line.strip()
         if not stripped:
             continue
+        seq += 1
         assume(stripped.lower() not in (b"exit", b"quit"))
-        try:
-            obj = orjson.loads(stripped)
-        except orjson.JSONDecodeError:
-            obj = None
+        obj = loads_exact(stripped)
         if isinstance(obj, dict):
             assume(str(obj.get("op")).lower() not in ("exit", "quit"))
-        count += 1
-    return count
+            rid = obj.get("id")
+            if rid is not None and valid_id(rid):
+                ids.append(json.dumps(rid))
+                continue
+        ids.append(json.dumps(seq))
+    return ids
 
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=st.lists(lines.filter(lambda b: b"\n" not in b), min_size=1, max_size=30),
+@given(batch=st.lists(lines.filter(lambda b: b"\n" not in b)
+                      | st.sampled_from(LONG_LINES), min_size=1, max_size=30),
        cuts=st.lists(st.integers(min_value=1, max_value=50), max_size=20))
 def test_wire_answers_every_line_once(port: int, batch: list[bytes], cuts: list[int]) -> None:
-    want = expected_answers(batch)
+    want = expected_ids(batch)
     payload = b"".join(line + b"\n" for line in batch)
     with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -111,7 +138,8 @@ def test_wire_answers_every_line_once(port: int, batch: list[bytes], cuts: list[
         while chunk := sock.recv(65536):
             data += chunk
     answers = [json.loads(line) for line in data.splitlines()]
-    assert len(answers) == want, (batch, answers)
+    # Exactly one answer per request, each with its own id.
+    assert Counter(json.dumps(a["id"]) for a in answers) == Counter(want), (batch, answers)
     for answer in answers:
         assert "id" in answer
         assert ("result" in answer) or ("error" in answer) or ("pong" in answer), answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import orjson
@@ -135,3 +136,13 @@ def test_check_answer_and_describe() -> None:
     assert not check_answer({**good, "result": 8})
     assert describe(good) == "#3 somma 3 4 = 7  server2"
     assert describe({"id": 4, "error": "division by zero"}) == "#4 error: division by zero"
+
+
+def test_big_json_integers_decode_to_the_real_number() -> None:
+    """The JSON form keeps integers wider than 64 bits exact, as the text form does."""
+    parsed = parse_line(b'{"op":"somma","a":10000000000000000000000,"b":1}', 1)
+    assert isinstance(parsed, Request)
+    assert parsed.a == 10**22 and isinstance(parsed.a, int)
+    text = parse_line(b"somma 10000000000000000000000 1", 1)
+    assert isinstance(text, Request) and text.a == parsed.a
+    assert json.loads(parsed.wire()) == {"op": "somma", "a": 10**22, "b": 1}
