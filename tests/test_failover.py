@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from pathlib import Path
 
 from tests.conftest import RuntimeFactory
 from tests.wire import Wire, wait_state, wait_until
@@ -95,7 +96,7 @@ async def test_a_lone_re_dispatched_answer_is_logged_with_its_origin(
     assert answer["result"] == 14 and answer["server"] == "server2"
     await wire.close()
     await runtime.stop()
-    log = open(runtime.config.log_file, encoding="utf-8").read()
+    log = Path(runtime.config.log_file).read_text(encoding="utf-8")
     line = next(x for x in log.splitlines() if '{"id":77,' in x)
     assert "(re-dispatched from server1)" in line, line
 
