@@ -28,7 +28,7 @@ class RoundRobin(Generic[T]):
         self.eligible = eligible
         self.ring: list[T] = []
         self.pos = 0
-        self.picks = 0
+        self.picks_made = 0
         self.rebuild()
 
     def add(self, member: T) -> None:
@@ -48,8 +48,22 @@ class RoundRobin(Generic[T]):
         member = ring[pos]
         pos += 1
         self.pos = 0 if pos >= len(ring) else pos
-        self.picks += 1
+        self.picks_made += 1
         return member
+
+    def picks(self, count: int) -> list[T]:
+        """The next `count` picks at once (the ring repeated and sliced, in C)."""
+        ring = self.ring
+        n = len(ring)
+        pos = self.pos
+        end = pos + count
+        if end <= n:
+            targets = ring[pos:end]
+        else:
+            targets = (ring * (end // n + 1))[pos:end]
+        self.pos = end % n
+        self.picks_made += count
+        return targets
 
     def peek(self) -> T | None:
         """The member the next `pick()` returns."""
@@ -58,7 +72,7 @@ class RoundRobin(Generic[T]):
     def rebuild(self) -> None:
         """Recompute the ring after a state change, keeping the rotation's place."""
         old = self.ring
-        last = old[self.pos - 1] if old and self.picks else None
+        last = old[self.pos - 1] if old and self.picks_made else None
         ring = [m for m in self.members if self.eligible(m)]
         self.ring = ring
         self.pos = 0

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 
 from balancer.algorithms import make_algorithm
@@ -215,31 +216,15 @@ class Core:
             for prefix, line in zip(prefixes, lines, strict=True):
                 self._enqueue(Entry(client, prefix, line, now, None, 1))
         else:
-            algorithm = self.algorithm
-            # Round robin, the default, is picked inline: a method call per
-            # request costs more than the rest of the pick.
-            inline = algorithm.inline
-            if inline:
-                rotation = algorithm.ring
-                n = len(rotation)
-                pos = algorithm.pos
-            else:
-                pick = algorithm.pick
-            for prefix, line in zip(prefixes, lines, strict=True):
-                if inline:
-                    backend = rotation[pos]
-                    pos += 1
-                    if pos == n:
-                        pos = 0
-                else:
-                    backend = pick()
+            # The algorithm picks every target of the chunk in one call (round
+            # robin by slicing its ring, in C); the loop then does per request only
+            # what every request needs.
+            targets = self.algorithm.picks(count)
+            for prefix, line, backend in zip(prefixes, lines, targets, strict=True):
                 number = backend.sent + 1
                 backend.sent = number
                 backend.inflight[number] = Entry(client, prefix, line, now, None, 1)
                 backend.out.append(line)
-            if inline:
-                algorithm.pos = pos
-                algorithm.picks += count
         client.pending += count
         self.requests += count
         if ring:
@@ -299,7 +284,7 @@ class Core:
             target = self.algorithm.pick()
             number = target.sent + 1
             target.sent = number
-            target.inflight[number] = entry._replace(since=now)
+            target.inflight[number] = msgspec.structs.replace(entry, since=now)
             target.out.append(entry.line)
             if not target.dirty:
                 target.dirty = True
@@ -362,12 +347,14 @@ class Core:
 
     # ------------------------------------------------------------ answers
 
-    def deliver(self, backend: Backend, lines: list[bytes]) -> None:
-        """Answers from a server, each `{"id":N,...}` with N its line number there."""
+    def deliver(self, backend: Backend, lines: list[bytes], errors: int = -1) -> None:
+        """Answers from a server, each `{"id":N,...}` with N its line number there;
+        `errors`, when the caller counted them already (-1: not counted), is how
+        many are errors."""
         inflight = backend.inflight
         suffix = backend.suffix
         dirty = self.dirty_clients
-        answered = errors = late = 0
+        answered = late = late_errors = 0
         duplicate = None
         since_sum = 0.0
         entry = None
@@ -380,6 +367,7 @@ class Core:
                 if number in backend.abandoned:
                     backend.abandoned.discard(number)
                     late += 1
+                    late_errors += b',"error":' in line
                     continue
                 duplicate = number
                 break
@@ -393,8 +381,6 @@ class Core:
             queued.append(out)
             if entry.origin is not None:
                 client.answered(entry.origin)
-            if b',"error":' in line:
-                errors += 1
             answered += 1
         if late:
             backend.late += late
@@ -404,6 +390,10 @@ class Core:
         if not answered:
             return
         now = time.monotonic()
+        if errors < 0 or answered != len(lines):
+            # Some lines were late or broke off the chunk: count what was delivered.
+            done = lines if duplicate is None else lines[:answered + late]
+            errors = sum(1 for line in done if b',"error":' in line) - late_errors
         backend.errors += errors
         backend.answered += answered
         backend.latency_sum += answered * now - since_sum
