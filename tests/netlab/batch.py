@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -59,8 +60,9 @@ class Batch:
         return "; ".join(out)
 
 
-async def run_batch(port: int, go_on: callable, *, minimum: int = 30_000, rate: float = 3_000,
-                    window: int = 3_000, limit: int = 150_000, time_limit: float = 40.0,
+async def run_batch(port: int, go_on: Callable[[], bool], *, minimum: int = 30_000,
+                    rate: float = 3_000, window: int = 3_000, limit: int = 150_000,
+                    time_limit: float = 40.0,
                     drain: float = 15.0, host: str = "127.0.0.1") -> Batch:
     """Send the batch at about `rate` requests/s; wait up to `drain` s for the last answers."""
     batch = Batch()
