@@ -3,6 +3,7 @@ and everything removed afterwards, also when the test body fails."""
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import subprocess
@@ -40,9 +41,10 @@ def test_hosts_are_reachable_and_the_range_cannot_leave(lab: NetLab, tmp_path: P
     # EINVAL) instead of going out by the default route.
     got = subprocess.run(["ip", "route", "get", "10.213.0.7"], capture_output=True, text=True)
     assert got.returncode != 0 and "Invalid argument" in got.stderr, got
-    with pytest.raises(OSError), socket.socket() as sock:
+    with pytest.raises(OSError) as refused, socket.socket() as sock:
         sock.settimeout(2)
         sock.connect(("10.213.0.7", 9))
+    assert refused.value.errno == errno.EINVAL, refused.value  # not a timeout: not sent
 
 
 def test_teardown_kills_and_removes_everything_when_the_body_fails(tmp_path: Path) -> None:
