@@ -6,7 +6,7 @@ RUN_STAMP := $(VENV)/.stamp-run
 TEST_STAMP := $(VENV)/.stamp-test
 ARGS ?=
 
-.PHONY: run test chaos bench lint clean
+.PHONY: run test chaos netlab bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "lbconsole needs Python >= 3.11")'
@@ -24,6 +24,8 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP)
 	$(BIN)/lbconsole $(ARGS)
 
+# The netns suite (tests/netlab) runs as part of `make test` when it can (root, `ip netns`
+# works, `nft` installed); otherwise it is skipped with one line saying why.
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
@@ -31,6 +33,10 @@ test: $(TEST_STAMP)
 
 chaos: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m chaos -s $(ARGS)
+
+# Only the netns suite, with its reports; here a lab that cannot run is an error.
+netlab: $(TEST_STAMP)
+	LBNETLAB_REQUIRE=1 $(BIN)/python -m pytest -q -s -m netns tests/netlab $(ARGS)
 
 bench: $(RUN_STAMP)
 	$(BIN)/lbconsole bench $(ARGS)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import re
 
 from app.runtime import RuntimeConfig
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+_SPAWNED = re.compile(r"server\d+")
 
 
 def parse_address(text: str, default_port: int = 5001) -> tuple[str, int]:
@@ -18,6 +24,80 @@ def parse_address(text: str, default_port: int = 5001) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"bad port in {text!r}")
     return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
+def parse_backend(text: str) -> tuple[str | None, str, int]:
+    """`[NAME=]HOST:PORT` into (name or None, host, port); a clear error otherwise.
+
+    HOST is an IPv4 address, a bracketed IPv6 address (`[::1]:5001`) or a host
+    name; PORT is required (a backend has no sensible default port). Names of
+    the form `serverN` belong to the servers lbconsole spawns.
+    """
+    spec = text.strip()
+    name, sep, address = spec.partition("=")
+    if not sep:
+        name, address = "", spec
+    elif not _NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"bad backend name {name!r} in {text!r}: a letter, then letters, digits, "
+            f"'_', '.' or '-' (at most 32)")
+    elif _SPAWNED.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"backend name {name!r} is reserved for servers lbconsole spawns; pick another")
+    host, colon, port = address.rpartition(":")
+    if not colon or not host:
+        raise argparse.ArgumentTypeError(f"expected [NAME=]HOST:PORT, got {text!r}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"bad port {port!r} in {text!r}: 1-65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            host = str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad IPv6 address {host!r} in {text!r}") from None
+    elif ":" in host:
+        raise argparse.ArgumentTypeError(
+            f"bad host {host!r} in {text!r}: write IPv6 addresses in brackets, [::1]:5001")
+    elif not _HOSTNAME.fullmatch(host) or (host.replace(".", "").isdigit()
+                                           and not _is_ipv4(host)):
+        raise argparse.ArgumentTypeError(f"bad host {host!r} in {text!r}")
+    return name or None, host, int(port)
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def name_backends(
+    specs: list[tuple[str | None, str, int]],
+) -> tuple[tuple[str, str, int], ...]:
+    """Give unnamed backends `backendN` (N: their place on the command line); names must
+    be unique."""
+    named = tuple((name or f"backend{i}", host, port)
+                  for i, (name, host, port) in enumerate(specs, start=1))
+    seen: set[str] = set()
+    for name, _, _ in named:
+        if name in seen:
+            raise ValueError(f"two backends are named {name!r}")
+        seen.add(name)
+    return named
+
+
+class _BackendAction(argparse.Action):
+    """Append one `--backend`, refusing a name already taken (at parse time, so the
+    user gets argparse's usage line and no traceback)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        specs = [*(getattr(namespace, self.dest, None) or []), values]
+        try:
+            name_backends(specs)
+        except ValueError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+        setattr(namespace, self.dest, specs)
 
 
 def _positive(kind: type) -> object:
@@ -44,8 +124,10 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                    help=f"port to listen on (default {d.port}; 0 picks a free one)")
     g.add_argument("--servers", type=int, default=s, metavar="N",
                    help=f"calculation servers to spawn (default {d.servers})")
-    g.add_argument("--backend", action="append", default=s, metavar="HOST:PORT",
-                   help="a server lbconsole did not spawn (repeatable)")
+    g.add_argument("--backend", action=_BackendAction, type=parse_backend, default=s,
+                   metavar="[NAME=]HOST:PORT",
+                   help="a server lbconsole did not spawn, on this or another host "
+                        "(repeatable; NAME defaults to backend1, backend2…)")
     g.add_argument("--max-clients", type=_positive(int), default=s,
                    help=f"client connections accepted at once (default {d.max_clients})")
     g.add_argument("--max-inflight", type=_positive(int), default=s,
@@ -82,7 +164,7 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     d = RuntimeConfig()
     get = vars(args).get
     log_file = get("log_file", d.log_file)
-    backends = tuple(parse_address(b) for b in get("backend", []) or [])
+    backends = name_backends(get("backend", []) or [])
     servers = get("servers", None)
     if servers is None:
         servers = 0 if backends else d.servers

@@ -31,8 +31,8 @@ class RuntimeConfig:
     host: str = "127.0.0.1"
     port: int = 5001
     servers: int = 3
-    backends: tuple[tuple[str, int], ...] = ()
-    """Servers we did not spawn, as (host, port)."""
+    backends: tuple[tuple[str, str, int], ...] = ()
+    """Servers we did not spawn, as (name, host, port)."""
     log_file: str | None = "loadbalancer.log"
     log_requests: bool = True
     log_max_bytes: int = 20 * 1024 * 1024
@@ -106,8 +106,8 @@ class Runtime:
     async def start_servers(self) -> None:
         """Register the outside backends and spawn our servers (once the balancer listens)."""
         c = self.config
-        for index, (host, bport) in enumerate(c.backends, start=1):
-            self.balancer.add_backend(f"backend{index}", host, bport)
+        for bname, host, bport in c.backends:
+            self.balancer.add_backend(bname, host, bport)
         names = [f"server{i}" for i in range(1, c.servers + 1)]
         for name in names:
             self.balancer.add_backend(name)

@@ -1,0 +1,1 @@
+"""The network-namespace suite (marker `netns`, `make netlab`): hosts as namespaces."""
