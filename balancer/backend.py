@@ -83,7 +83,9 @@ class ServerLink(asyncio.Protocol):
             if not lines:
                 return
             errors = -1
-        self.core.deliver(self.backend, lines, errors)
+        # Server faults are errors; only a chunk with errors is scanned for them.
+        faults = body.count(b'"fault":"server"') if errors else 0
+        self.core.deliver(self.backend, lines, errors, faults)
 
     def _normalise(self, lines: list[bytes]) -> list[bytes] | None:
         """The careful path: each line parsed, pongs handed over, answers rewritten

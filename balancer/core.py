@@ -32,6 +32,40 @@ from balancer.routes import RouteSampler
 
 StateListener = Callable[[Backend, ServerState, ServerState, str], None]
 
+_FAULT = b'"fault":"server"'
+
+HEALTHY_PERIOD = 60.0
+"""Seconds without an ejection after which a server's ejection length starts over."""
+
+
+class RetryBudget:
+    """Retries allowed over the last 10 s: a share of the requests, at least 3 (the
+    idea of Envoy's retry budget: a sick fleet is not hammered with retries)."""
+
+    __slots__ = ("_marks", "requests", "retries", "share")
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.requests: deque[int] = deque(maxlen=10)
+        self.retries: deque[int] = deque(maxlen=10)
+        self._marks = (0, 0)
+
+    def tick(self, requests: int, retries: int) -> None:
+        """Once a second: close the current second's counts."""
+        self.requests.append(requests - self._marks[0])
+        self.retries.append(retries - self._marks[1])
+        self._marks = (requests, retries)
+
+    def allows(self, requests: int, retries: int) -> bool:
+        window_requests = sum(self.requests) + requests - self._marks[0]
+        window_retries = sum(self.retries) + retries - self._marks[1]
+        return window_retries < max(3.0, self.share * window_requests)
+
+
+def _path(entry: Entry, backend: Backend) -> str:
+    """The servers a request has been sent to, this one included: `server1,server3`."""
+    return backend.name if entry.origin is None else f"{entry.origin},{backend.name}"
+
 
 class Core:
     """Hands each request to the server the algorithm picks, each answer to its client."""
@@ -63,6 +97,8 @@ class Core:
         self.redispatched = 0
         self.expired = 0
         self.discarded = 0
+        self.retries = 0
+        self.budget = RetryBudget(config.retry_budget)
         self._ping_ids = itertools.count(-1, -1)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -187,8 +223,13 @@ class Core:
         if backend.link is not link:
             return
         reason = "connection lost" if exc is None else f"connection lost ({exc})"
+        held = bool(backend.inflight)
         self.detach(backend, reason)
         if self.closing:
+            return
+        if held and self._faulted(backend):
+            # It closed with requests in flight (a reset), once too often in a row.
+            self._eject(backend, time.monotonic())
             return
         if backend.health is not ServerState.DOWN and backend.admin is not Admin.STOPPED:
             self.set_health(backend, ServerState.DOWN, reason)
@@ -245,9 +286,15 @@ class Core:
                 dirty.append(backend)
         self.schedule_flush()
 
-    def _resend(self, entry: Entry, origin: str, now: float) -> None:
-        """One request again, to the next server (or the queue): re-dispatch, queue drain."""
+    def _resend(self, entry: Entry, origin: str, now: float,
+                avoid: Backend | None = None) -> None:
+        """One request again, to the next server (or the queue): re-dispatch, retry."""
         target = self.algorithm.pick() if self.ring else None
+        if target is avoid and len(self.ring) > 1:
+            for _ in self.ring:
+                target = self.algorithm.pick()
+                if target is not avoid:
+                    break
         if target is None:
             self._enqueue(Entry(entry.client, entry.prefix, entry.line, now, origin,
                                 entry.attempts))
@@ -319,8 +366,50 @@ class Core:
             if not entry.client.alive:
                 self._drop(entry)
                 continue
-            self._resend(entry, entry.origin or backend.name, now)
+            self._resend(entry, _path(entry, backend), now)
         self.schedule_flush()
+
+    def _retry(self, backend: Backend, entry: Entry, now: float) -> bool:
+        """A server fault: send the request to another server if its retries and the
+        budget allow; False when the fault is to be the answer."""
+        if entry.attempts > self.config.retries or not entry.client.alive:
+            return False
+        if not any(b is not backend for b in self.ring):
+            return False
+        if not self.budget.allows(self.requests, self.retries):
+            return False
+        backend.retries += 1
+        self.retries += 1
+        self._resend(entry, _path(entry, backend), now, avoid=backend)
+        return True
+
+    def _faulted(self, backend: Backend, count: int = 1) -> bool:
+        """`count` more server faults or resets in a row; True when that calls for
+        ejecting the server (the caller ejects it once its chunk is done)."""
+        backend.faults += count
+        backend.fault_streak += count
+        limit = self.config.eject_after
+        if not limit or backend.fault_streak < limit or backend.health is ServerState.EJECTED:
+            return False
+        ejected = sum(1 for b in self.backends if b.health is ServerState.EJECTED)
+        return ejected + 1 <= self.config.max_ejected * len(self.backends)
+
+    def _eject(self, backend: Backend, now: float) -> None:
+        """Outlier ejection: out of the rotation for eject_time, doubled on each repeat
+        (reset after a minute without one); back through the health checks."""
+        if now - backend.last_ejected > HEALTHY_PERIOD + backend.eject_length:
+            backend.eject_repeat = 0
+        length = self.config.eject_time * 2 ** backend.eject_repeat
+        backend.eject_repeat += 1
+        backend.eject_length = length
+        backend.ejections += 1
+        backend.last_ejected = now
+        backend.ejected_until = now + length
+        streak, backend.fault_streak = backend.fault_streak, 0
+        self.set_health(backend, ServerState.EJECTED,
+                        f"ejected for {length:g}s after {streak} server faults or resets "
+                        "in a row")
+        self._take_back(backend, "ejected")
 
     def _drop(self, entry: Entry) -> None:
         entry.client.pending -= 1
@@ -347,10 +436,26 @@ class Core:
 
     # ------------------------------------------------------------ answers
 
-    def deliver(self, backend: Backend, lines: list[bytes], errors: int = -1) -> None:
+    def deliver(self, backend: Backend, lines: list[bytes], errors: int = -1,
+                faults: int = -1) -> None:
         """Answers from a server, each `{"id":N,...}` with N its line number there;
-        `errors`, when the caller counted them already (-1: not counted), is how
-        many are errors."""
+        `errors` and `faults`, when the caller counted them already (-1: not
+        counted), are how many are errors and server faults."""
+        eject = False
+        if faults:
+            count = len(lines)
+            lines, eject = self._sort_faults(backend, lines)
+            if len(lines) != count:
+                errors = -1
+        else:
+            backend.fault_streak = 0
+        if lines:
+            self._relay(backend, lines, errors)
+        if eject and backend.health is not ServerState.EJECTED:
+            self._eject(backend, time.monotonic())
+
+    def _relay(self, backend: Backend, lines: list[bytes], errors: int) -> None:
+        """The answers of a chunk to their clients, with the counters and samples."""
         inflight = backend.inflight
         suffix = backend.suffix
         dirty = self.dirty_clients
@@ -380,6 +485,8 @@ class Core:
                 dirty.append(client)
             queued.append(out)
             if entry.origin is not None:
+                # Moved or retried: the answer says how many servers it took.
+                queued[-1] = out[:-2] + b',"attempts":%d}\n' % entry.attempts
                 client.answered(entry.origin)
             answered += 1
         if late:
@@ -409,6 +516,31 @@ class Core:
             entry.client.flush()  # type: ignore[union-attr]
         else:
             self.schedule_flush()
+
+    def _sort_faults(self, backend: Backend, lines: list[bytes]) -> tuple[list[bytes], bool]:
+        """Take the server faults out of a chunk: each is retried on another server
+        when its retries and the budget allow, else stays in as the answer. Also
+        counts faults in a row, in order; True when the server is to be ejected."""
+        keep: list[bytes] = []
+        now = time.monotonic()
+        inflight = backend.inflight
+        eject = False
+        for line in lines:
+            if _FAULT not in line:
+                backend.fault_streak = 0
+                keep.append(line)
+                continue
+            eject = self._faulted(backend) or eject
+            cut = line.find(b",", 6)
+            number = int(line[6:cut])
+            entry = inflight.get(number)
+            if entry is not None and self._retry(backend, entry, now):
+                del inflight[number]
+                continue
+            keep.append(line)
+        if self.dirty_backends:
+            self.schedule_flush()
+        return keep, eject
 
     def is_late(self, backend: Backend, number: int) -> bool:
         """True for an answer to a request this connection was sent but no longer holds."""
@@ -495,10 +627,19 @@ class Core:
 
     # ------------------------------------------------------------ time
 
+    def tick_second(self) -> None:
+        """Once a second, from the service: the retry budget's window moves on."""
+        self.budget.tick(self.requests, self.retries)
+
     def sweep(self, now: float) -> None:
-        """Servers holding a request too long (frozen), queued requests too old."""
+        """Servers holding a request too long (frozen), queued requests too old,
+        ejections that are over."""
         timeout = self.config.request_timeout
         for backend in self.backends:
+            if backend.health is ServerState.EJECTED and now >= backend.ejected_until:
+                self.set_health(backend, ServerState.DOWN,
+                                f"ejection over after {backend.eject_length:g}s; back after "
+                                "its checks pass")
             inflight = backend.inflight
             if inflight:
                 oldest = next(iter(inflight.values()))

@@ -29,6 +29,8 @@ class ServerState(StrEnum):
     DOWN = "DOWN"
     DRAINING = "DRAINING"
     STOPPED = "STOPPED"
+    EJECTED = "EJECTED"
+    """Taken out for a while after server faults in a row (outlier ejection)."""
 
 
 class Admin(StrEnum):
@@ -72,7 +74,7 @@ class Entry(msgspec.Struct, gc=False):
     since: float
     """time.monotonic() when it was sent to this server, or queued for one."""
     origin: str | None
-    """The server it was first sent to, when it has been re-dispatched."""
+    """The servers it was sent to before this one (`server1,server3`), or None."""
     attempts: int
     """Servers it has been sent to so far (1 on its first server)."""
 
@@ -106,6 +108,16 @@ class BalancerConfig:
     """How long opening a server connection may take."""
     algorithm: str = "roundrobin"
     weights: dict[str, int] = field(default_factory=dict)
+    retries: int = 1
+    """Times a request that got a server fault is sent again, to another server."""
+    retry_budget: float = 0.2
+    """Retries allowed, as a fraction of the requests of the last 10 s (at least 3)."""
+    eject_after: int = 5
+    """Server faults or resets in a row that eject a server (0: never)."""
+    eject_time: float = 10.0
+    """First ejection's length in s; doubled on each repeat, reset after a healthy minute."""
+    max_ejected: float = 0.5
+    """The largest share of the servers ejected at once."""
     health: HealthPolicy = field(default_factory=HealthPolicy)
 
     @property
@@ -126,13 +138,20 @@ class Backend:
         "changed_at",
         "check_ms",
         "dirty",
+        "eject_length",
+        "eject_repeat",
+        "ejected_until",
+        "ejections",
         "errors",
         "fail_streak",
+        "fault_streak",
+        "faults",
         "generation",
         "health",
         "host",
         "inflight",
         "last_check",
+        "last_ejected",
         "late",
         "latency_sum",
         "link",
@@ -145,6 +164,7 @@ class Backend:
         "reason",
         "redispatched",
         "remote",
+        "retries",
         "samples",
         "sent",
         "suffix",
@@ -197,6 +217,16 @@ class Backend:
         """Lines that broke the protocol."""
         self.latency_sum = 0.0
         self.samples: deque[float] = deque(maxlen=SAMPLES)
+        self.faults = 0
+        """Server faults it answered, and connections it reset with requests in flight."""
+        self.retries = 0
+        """Requests sent again elsewhere after a server fault here."""
+        self.ejections = 0
+        self.fault_streak = 0
+        self.ejected_until = 0.0
+        self.last_ejected = 0.0
+        self.eject_repeat = 0
+        self.eject_length = 0.0
 
     @property
     def served(self) -> int:

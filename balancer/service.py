@@ -44,6 +44,7 @@ class Balancer:
         self._server: asyncio.base_events.Server | None = None
         self._client_numbers = itertools.count(1)
         self._sweeper: asyncio.TimerHandle | None = None
+        self._second = time.monotonic()
 
     # ------------------------------------------------------------ what others read
 
@@ -141,6 +142,9 @@ class Balancer:
     def _sweep(self) -> None:
         now = time.monotonic()
         self.core.sweep(now)
+        if now - self._second >= 1.0:
+            self._second = now
+            self.core.tick_second()
         self.throughput.tick(self.core, now)
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
 

@@ -40,6 +40,11 @@ class BackendStats:
     """Answer lines that broke the protocol."""
     pong: dict[str, Any] = field(default_factory=dict)
     """The server's last health-check answer (its own counters)."""
+    faults: int = 0
+    """Server faults it answered, and resets with requests in flight."""
+    retries: int = 0
+    """Requests retried elsewhere after a server fault here."""
+    ejections: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class BalancerStats:
     servers_up: int
     backends: tuple[BackendStats, ...] = field(default_factory=tuple)
     algorithm: str = "roundrobin"
+    retries: int = 0
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -130,6 +136,9 @@ def snapshot(core: Core, address: str, uptime: float, throughput: Throughput) ->
             remote=b.remote,
             violations=b.violations,
             pong=dict(b.pong),
+            faults=b.faults,
+            retries=b.retries,
+            ejections=b.ejections,
         ))
     return BalancerStats(
         address=address,
@@ -148,4 +157,5 @@ def snapshot(core: Core, address: str, uptime: float, throughput: Throughput) ->
         servers_up=len(core.ring),
         backends=tuple(rows),
         algorithm=core.algorithm.name,
+        retries=core.retries,
     )

@@ -390,3 +390,77 @@ async def test_stop_then_restart_does_not_stop_the_new_process(
     assert proc.alive, "the restarted process was stopped by the earlier stop"
     await wire.answers(10, timeout=10)
     await wire.close()
+
+
+# ---------------------------------------------------------------- retries and ejection
+
+
+def _faulty(every: int):  # type: ignore[no-untyped-def]
+    def answer(number: int, line: bytes) -> bytes:
+        if every and number % every == 0:
+            return b'{"id":%d,"error":"server fault (injected)","fault":"server"}\n' % number
+        return good(number, line)
+
+    return answer
+
+
+async def test_a_server_fault_is_retried_once_elsewhere(bare: BareFactory) -> None:
+    """The client gets the other server's result, with attempts 2."""
+    balancer = await bare(FakeServers(_faulty(1)), FakeServers(), interval=5.0, eject_after=0,
+                          retry_budget=1.0)
+    wire = await Wire.open(balancer.port)
+    await wire.send(*[f"somma {i} 1" for i in range(10)])
+    answers = sorted(await wire.answers(10, timeout=5), key=lambda a: a["id"])
+    assert all(a["result"] == a["id"] and a["server"] == "s2" for a in answers), answers
+    moved = [a for a in answers if a.get("attempts") == 2]
+    assert len(moved) == 5
+    assert balancer.backend("s1").retries == 5 and balancer.core.retries == 5
+    await wire.close()
+
+
+async def test_past_the_retry_budget_the_fault_is_the_answer(bare: BareFactory) -> None:
+    balancer = await bare(FakeServers(_faulty(1)), FakeServers(), interval=5.0,
+                          eject_after=0, retry_budget=0.0)
+    wire = await Wire.open(balancer.port)
+    await wire.send(*[f"somma {i} 1" for i in range(40)])
+    answers = await wire.answers(40, timeout=5)
+    faults = [a for a in answers if a.get("fault") == "server"]
+    assert balancer.core.retries == 3  # the floor of the budget
+    assert len(faults) == 20 - 3
+    assert all(a["server"] == "s1" for a in faults)
+    await wire.close()
+
+
+async def test_faults_in_a_row_eject_a_server_until_its_checks_pass(bare: BareFactory) -> None:
+    fake = FakeServers(_faulty(1))
+    balancer = await bare(fake, FakeServers(), FakeServers(), interval=0.1, eject_after=3,
+                          eject_time=0.5)
+    backend = balancer.backend("s1")
+    wire = await Wire.open(balancer.port)
+    for i in range(12):
+        await wire.send(f"somma {i} 1")
+        await wire.answer(timeout=5)
+    assert backend.ejections == 1
+    fake.answer = good
+    await wait_until(lambda: backend.state.value == "UP", timeout=5, what="s1 back UP")
+    balancer.log.flush()
+    await asyncio.sleep(0.1)
+    log = Path(balancer.log.path).read_text()
+    assert "UP -> EJECTED: ejected for 0.5s after 3 server faults" in log
+    assert "EJECTED -> DOWN: ejection over" in log
+    await wire.close()
+
+
+async def test_client_errors_are_never_retried(bare: BareFactory) -> None:
+    def client_error(number: int, line: bytes) -> bytes:
+        return b'{"id":%d,"error":"division by zero"}\n' % number
+
+    balancer = await bare(FakeServers(client_error), FakeServers(client_error), interval=5.0,
+                          retry_budget=1.0, eject_after=2)
+    wire = await Wire.open(balancer.port)
+    await wire.send(*[f"somma {i} 1" for i in range(10)])
+    answers = await wire.answers(10, timeout=5)
+    assert all(a["error"] == "division by zero" and "attempts" not in a for a in answers)
+    assert balancer.core.retries == 0
+    assert all(b.ejections == 0 and b.state.value == "UP" for b in balancer.backends)
+    await wire.close()
