@@ -12,8 +12,11 @@ the bench: it costs one attribute test more than a server without settings.
 Requests with `work_ms` 0 or without it skip the worker queue and are
 answered at once; only requests with work wait for a worker.
 Faults (flaky, resets) apply to calculations, never to pings: a health check
-sees a flaky server as up, as a separate health endpoint would; a black hole
-stops everything, pings included.
+sees a flaky server as up, as a separate health endpoint would. A flaky fault
+replaces only answers that would have succeeded (a division by zero stays a
+client error, never marked "fault"). A black hole stops everything, pings
+included; answers that come due meanwhile are held and leave when it ends, as
+a burst after a healed partition would.
 """
 
 from __future__ import annotations
@@ -201,10 +204,16 @@ class CalcServer:
                 self.resets_injected += 1
                 reply(None)
                 return None
-            if settings.flaky and self.fault_rng.random() < settings.flaky:
+            errors = self.errors
+            data = self.respond(parsed)
+            # A client error (division by zero) stays one: only good requests fail.
+            if (settings.flaky and self.errors == errors
+                    and self.fault_rng.random() < settings.flaky):
+                self.served -= 1
                 self.faults_injected += 1
                 return dumps({"id": parsed.id, "error": FAULT_MESSAGE, "fault": "server"}) + b"\n"
-        data = self.respond(parsed)
+        else:
+            data = self.respond(parsed)
         if work > 0 and isinstance(parsed, Request):
             self.outstanding += 1
             self.work.submit(work, lambda: self._worked(reply, data))
