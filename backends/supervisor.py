@@ -20,105 +20,33 @@ import re
 import signal
 import sys
 import zlib
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 import orjson
 
+from backends.processes import (
+    ManagedServer,
+    ProcessState,
+    ServerExited,
+    ServerFailed,
+    ServerNotRunning,
+    ServerReady,
+    SupervisorEvent,
+    describe_exit,
+)
 from backends.settings import ServerSettings, settings_arguments
+
+__all__ = [
+    "ManagedServer", "ProcessState", "ServerExited", "ServerFailed", "ServerNotRunning",
+    "ServerReady", "ServerSupervisor", "SupervisorEvent", "describe_exit",
+]
 
 _READY = re.compile(r"^ready (\S+) (\S+):(\d+) pid (\d+)")
 _ROOT = str(Path(__file__).resolve().parent.parent)
 
 CONTROL_TIMEOUT = 5.0
 """Seconds a control order may take before the server is called unresponsive."""
-
-
-class ServerNotRunning(KeyError):
-    """The named server exists but has no live process that could take an order."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "server not running"
-
-
-class ProcessState(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    FROZEN = "frozen"
-    EXITED = "exited"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-@dataclass
-class ManagedServer:
-    """One server process and what we know of it."""
-
-    name: str
-    port_wanted: int = 0
-    delay: float = 0.0
-    process: asyncio.subprocess.Process | None = None
-    pid: int | None = None
-    host: str = "127.0.0.1"
-    port: int | None = None
-    state: ProcessState = ProcessState.STARTING
-    returncode: int | None = None
-    reason: str = ""
-    restarts: int = 0
-    stopping: bool = False
-    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=20))
-    watcher: asyncio.Task[None] | None = None
-    settings: ServerSettings = field(default_factory=ServerSettings)
-    """What the server was told to be; re-applied when it restarts."""
-    seed: int | None = None
-    orders: int = 0
-    replies: dict[int, asyncio.Future[dict]] = field(default_factory=dict)
-    reader: asyncio.Task[None] | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.state in (ProcessState.STARTING, ProcessState.RUNNING, ProcessState.FROZEN)
-
-
-@dataclass(frozen=True)
-class ServerReady:
-    name: str
-    pid: int
-    host: str
-    port: int
-
-
-@dataclass(frozen=True)
-class ServerExited:
-    name: str
-    pid: int
-    returncode: int | None
-    reason: str
-    expected: bool
-    """True when we asked for it (stop, restart, shutdown)."""
-
-
-@dataclass(frozen=True)
-class ServerFailed:
-    name: str
-    reason: str
-
-
-SupervisorEvent = ServerReady | ServerExited | ServerFailed
-
-
-def describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "still running"
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with code {returncode}"
 
 
 class ServerSupervisor:
@@ -167,10 +95,13 @@ class ServerSupervisor:
                 self.declare(name)
         return list(await asyncio.gather(*(self.spawn(name) for name in names)))
 
-    async def add(self, port: int = 0, delay: float | None = None) -> ManagedServer:
-        """Spawn one more server with the next free name."""
+    async def add(self, port: int = 0, delay: float | None = None,
+                  workers: int | None = None, speed: float | None = None,
+                  latency_ms: float | None = None, seed: int | None = None) -> ManagedServer:
+        """Spawn one more server with the next free name (settings as for `declare`)."""
         name = self.next_name()
-        self.declare(name, port=port, delay=delay)
+        self.declare(name, port=port, delay=delay, workers=workers, speed=speed,
+                     latency_ms=latency_ms, seed=seed)
         return await self.spawn(name)
 
     def declare(self, name: str, port: int = 0, delay: float | None = None,
