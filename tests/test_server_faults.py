@@ -88,15 +88,21 @@ async def test_blackhole_silences_everything_until_heal(calc_server) -> None:  #
     await after.send("ping")
     with pytest.raises(TimeoutError):
         await after.answer(timeout=0.3)
+    await after.send(*(["somma 1 1"] * 50))
+    await asyncio.sleep(0.2)
     assert pid_alive(server.pid)
-    assert (await server.stats())["faults"]["blackhole"] is True
+    stats = await server.stats()
+    assert stats["faults"]["blackhole"] is True
+    # Nothing was read while black-holed: only the first request was counted.
+    assert stats["served"] + stats["faults_injected"] == 1 and stats["errors"] == 0
     healed = await server.set(heal=True)
     assert healed == {"workers": None, "speed": 1.0, "latency_ms": 0.0, "flaky": 0.0,
                       "resets": 0.0, "blackhole": False}
     held = await before.answers(2, timeout=5)
     assert sorted(str(a["id"]) for a in held) == ["1", "2"]
-    pong = await after.answer(timeout=5)
+    pong, *rest = await after.answers(51, timeout=5)  # read once healed, in order
     assert pong["faults"] == {} and pong["speed"] == 1.0
+    assert [a["id"] for a in rest] == list(range(2, 52))
     await before.close()
     await after.close()
 
