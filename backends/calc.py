@@ -7,6 +7,11 @@ caller closes its connection). The line front calls `answer()` instead, which
 returns an immediate answer so it can batch one write per chunk it read; both
 are the same path.
 
+A front registers each open connection in `CalcServer.connections` (any
+object with `pause()` and `resume()`, see `Pausable`) and discards it when it
+closes; one that opens while `settings.blackhole` is on pauses itself at once.
+A black hole calls `pause()` on all of them and heal calls `resume()`.
+
 The plain path (text requests, no work, no latency, no fault) is measured by
 the bench: it costs one attribute test more than a server without settings.
 Requests with `work_ms` 0 or without it skip the worker queue and are
@@ -192,7 +197,7 @@ class CalcServer:
     def _full(self, line: bytes, seq: int, reply: Reply) -> bytes | None:
         """Everything but the plain path: JSON, work, faults, pings, errors."""
         work = 0.0
-        if line[:1] == b"{" and b"work_ms" in line:
+        if b"work_ms" in line and line.lstrip()[:1] == b"{":
             parsed, work = self._parse_work(line, seq)
         elif line[:1].islower() and line.isascii():
             parsed = parse_text(line, seq)

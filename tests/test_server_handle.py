@@ -100,3 +100,11 @@ def test_settings_refuse_bad_values_with_a_message() -> None:
     with pytest.raises(ValueError, match="speed must be a number"):
         calc.configure({"speed": float("nan")})
     assert calc.settings == ServerSettings()
+
+
+async def test_work_is_found_behind_leading_spaces() -> None:
+    calc, reply = CalcServer("h"), Recorder()
+    calc.handle(b'  {"op": "somma", "work_ms": 30}', 1, reply)
+    assert reply.got == [] and calc.work.busy == 1
+    await asyncio.wait_for(reply.arrived.wait(), 5)
+    assert b'"result"' in reply.got[0]  # type: ignore[operator]
