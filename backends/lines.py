@@ -74,7 +74,8 @@ class LineConnection(asyncio.Protocol):
         if self.buffer:
             data = self.buffer + data
         if self.paused or self.transport is None:
-            self.buffer = data[: MAX_LINE * 4]
+            # Read before the pause took hold (one read at most): kept whole for the heal.
+            self.buffer = data
             return
         lines = data.split(b"\n")
         self.buffer = lines.pop()
