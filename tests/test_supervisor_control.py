@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -125,3 +126,16 @@ async def test_supervisor_defaults_and_seed_reach_every_server(supervisor) -> No
     finally:
         await sup.close()
         sup.kill_all_now()
+
+
+async def test_an_order_while_starting_reaches_the_new_process(supervisor) -> None:
+    supervisor.declare("s1")
+    spawning = asyncio.ensure_future(supervisor.spawn("s1"))
+    for _ in range(500):
+        if supervisor.servers["s1"].process is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert supervisor.servers["s1"].state is ProcessState.STARTING
+    assert (await supervisor.control("s1", workers=7))["workers"] == 7
+    await spawning
+    assert (await ping(supervisor, "s1"))["workers"] == 7
