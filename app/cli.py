@@ -1,4 +1,4 @@
-"""`lbconsole` command line: the console (default), `serve`, `client` and `bench`."""
+"""`lbconsole` command line: the console (default), `serve`, `server`, `client` and `bench`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(serve)
     serve.add_argument("--stats-interval", type=float, default=0.0, metavar="S",
                        help="print a one-line status every S seconds (0: never)")
+
+    server = sub.add_parser("server", help="run one calculation server (on any host)")
+    from app.server_main import add_server_options
+
+    add_server_options(server)
 
     client = sub.add_parser("client", help="the terminal client: type requests, get answers")
     client.add_argument("address", nargs="?", default="127.0.0.1:5001", metavar="HOST:PORT")
@@ -45,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             from app.serve import serve_main
 
             return serve_main(runtime_config(args), args.stats_interval)
+        if args.command == "server":
+            from app.server_main import server_main
+
+            return server_main(args)
         if args.command == "client":
             from app.terminal_client import client_main
 

@@ -1,251 +1,105 @@
 """The calculation server: `python -m backends.server --name server1 --port 0`.
 
-Binds 127.0.0.1, prints one ready line with its real port, and answers the wire
-protocol (text or JSON lines, pipelined, many requests in flight) until it is
-killed or gets SIGTERM. `ping` answers with the server's name and counters.
+Binds 127.0.0.1 (or `--host`), prints one ready line with its real port, and
+answers the wire protocol (text or JSON lines, pipelined, many requests in
+flight) until it is killed or gets SIGTERM/SIGINT. `ping` answers with the
+server's name, counters and settings. Requests may carry simulated work
+(`"work_ms"`); `--workers`, `--speed`, `--latency` and the fault options shape
+how it answers (see backends.settings). With `--exit-on-stdin-eof` (set by the
+supervisor) standard input is the control channel (backends.control) and its
+end makes the server exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import random
 import signal
 import sys
 import time
 
+from backends.calc import CalcServer
+from backends.control import listen_stdin
+from backends.lines import LineConnection
+from backends.settings import ServerSettings, add_settings_options, settings_from_args
 from balancer import eventloop
-from balancer.protocol import (
-    ALIASES,
-    MAX_LINE,
-    OPERATIONS,
-    Ping,
-    ProtocolError,
-    answer_line,
-    compute,
-    draw_operands,
-    dumps,
-    error_line,
-    parse_line,
-    parse_text,
-)
 
-_SUM, _SUB, _MUL, _DIV = (op.encode() for op in OPERATIONS)
-_FAST_OPS: dict[bytes, bytes] = {
-    alias.encode(): {"somma": _SUM, "sottrazione": _SUB, "moltiplicazione": _MUL,
-                     "divisione": _DIV}[name]
-    for alias, name in ALIASES.items()
-}
+__all__ = ["CalcServer", "LineConnection", "main", "parse_args", "serve"]
+
+SHUTDOWN_GRACE = 2.0
+"""Seconds a stopping server waits for answers still in work or delayed."""
 
 
-class CalcServer:
-    """Answers request lines; holds the counters a `ping` reports."""
-
-    def __init__(self, name: str, delay: float = 0.0, seed: int | None = None) -> None:
-        self.name = name
-        self.delay = delay
-        self.rng = random.Random(seed)
-        self.served = 0
-        self.errors = 0
-        self.connections = 0
-        self.started = time.monotonic()
-
-    def answer(self, line: bytes, seq: int) -> bytes:
-        """The answer line to one request line; never raises on bad input."""
-        # The common shapes (`somma 3 4`, `somma`, with small non-negative
-        # integers) are answered straight from the split line; everything else
-        # goes through the full parser.
-        parts = line.split()
-        op = _FAST_OPS.get(parts[0]) if parts else None
-        if op is not None:
-            if len(parts) == 3:
-                ta, tb = parts[1], parts[2]
-                if ta.isdigit() and tb.isdigit() and len(ta) < 16 and len(tb) < 16:
-                    return self.integers(seq, op, int(ta), int(tb))
-            elif len(parts) == 1:
-                rnd = self.rng.random
-                return self.integers(seq, op, 1 + int(rnd() * 50), 1 + int(rnd() * 50))
-        if line[:1].islower() and line.isascii():
-            return self.respond(parse_text(line, seq))
-        return self.respond(parse_line(line, seq))
-
-    def integers(self, rid: int, op: bytes, a: int, b: int) -> bytes:
-        """Answer an operation on two small non-negative integers (the fast path)."""
-        if op is _DIV:
-            if b == 0:
-                self.errors += 1
-                return (b'{"id":%d,"error":"division by zero","op":"divisione","a":%d,"b":%d}\n'
-                        % (rid, a, b))
-            if a % b:
-                self.served += 1
-                return (b'{"id":%d,"op":"divisione","a":%d,"b":%d,"result":%b}\n'
-                        % (rid, a, b, repr(a / b).encode()))
-            result = a // b
-        elif op is _SUM:
-            result = a + b
-        elif op is _SUB:
-            result = a - b
-        else:
-            result = a * b
-        self.served += 1
-        return b'{"id":%d,"op":"%b","a":%d,"b":%d,"result":%d}\n' % (rid, op, a, b, result)
-
-    def respond(self, parsed: object) -> bytes:
-        if isinstance(parsed, ProtocolError):
-            self.errors += 1
-            return error_line(parsed.id, parsed.message)
-        if isinstance(parsed, Ping):
-            return self.pong(parsed.id)
-        op, a, b, rid = parsed.op, parsed.a, parsed.b, parsed.id  # type: ignore[attr-defined]
-        if a is None:
-            a, b = draw_operands(self.rng)
-        result = compute(op, a, b)
-        if isinstance(result, ProtocolError):
-            self.errors += 1
-            return dumps({"id": rid, "error": result.message, "op": op, "a": a, "b": b}) + b"\n"
-        self.served += 1
-        return answer_line(rid, op, a, b, result)
-
-    def pong(self, rid: object) -> bytes:
-        return (
-            dumps(
-                {
-                    "id": rid,
-                    "pong": self.name,
-                    "pid": os.getpid(),
-                    "served": self.served,
-                    "errors": self.errors,
-                    "connections": self.connections,
-                    "uptime": round(time.monotonic() - self.started, 3),
-                }
-            )
-            + b"\n"
-        )
-
-
-class CalcProtocol(asyncio.Protocol):
-    """One client connection (usually the balancer's): split lines, answer in one write."""
-
-    def __init__(self, server: CalcServer, connections: set[CalcProtocol]) -> None:
-        self.server = server
-        self.connections = connections
-        self.transport: asyncio.Transport | None = None
-        self.buffer = b""
-        self.seq = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.connections.add(self)
-        self.server.connections += 1
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.connections.discard(self)
-        self.server.connections -= 1
-
-    def eof_received(self) -> bool:
-        # Answers already computed have been written; close once they drain.
-        return False
-
-    def data_received(self, data: bytes) -> None:
-        if self.buffer:
-            data = self.buffer + data
-        lines = data.split(b"\n")
-        self.buffer = lines.pop()
-        out = []
-        seq = self.seq
-        answer = self.server.answer
-        for line in lines:
-            if not line or line == b"\r":
-                continue
-            seq += 1
-            if len(line) > MAX_LINE:
-                out.append(error_line(seq, f"line too long (limit {MAX_LINE} bytes)"))
-                self._finish(out, close=True)
-                return
-            out.append(answer(line, seq))
-        self.seq = seq
-        if len(self.buffer) > MAX_LINE:
-            out.append(error_line(seq + 1, f"line too long (limit {MAX_LINE} bytes)"))
-            self._finish(out, close=True)
-            return
-        if out:
-            self._finish(out, close=False)
-
-    def _finish(self, out: list[bytes], close: bool) -> None:
-        data = b"".join(out)
-        transport = self.transport
-        if transport is None:
-            return
-        if self.server.delay > 0:
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.server.delay, self._write_late, data, close)
-            return
-        transport.write(data)
-        if close:
-            transport.close()
-
-    def _write_late(self, data: bytes, close: bool) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-            if close:
-                self.transport.close()
-
-
-async def serve(args: argparse.Namespace) -> int:
+async def serve(args: argparse.Namespace, settings: ServerSettings | None = None) -> int:
+    """Listen, print the ready line, answer until a signal (or stdin EOF); the exit status."""
     loop = asyncio.get_running_loop()
-    calc = CalcServer(args.name, delay=args.delay, seed=args.seed)
-    connections: set[CalcProtocol] = set()
+    if settings is None:
+        settings = settings_from_args(args)
+    calc = CalcServer(args.name, seed=args.seed, settings=settings)
     try:
         server = await loop.create_server(
-            lambda: CalcProtocol(calc, connections), args.host, args.port, backlog=1024
-        )
+            lambda: LineConnection(calc), args.host, args.port, backlog=1024)
     except OSError as exc:
-        print(f"error {args.name} cannot listen on {args.host}:{args.port}: {exc.strerror}",
-              flush=True)
+        print(f"error {args.name} cannot listen on {args.host}:{args.port}: "
+              f"{exc.strerror or exc}", flush=True)
         return 1
     port = server.sockets[0].getsockname()[1]
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
     if args.exit_on_stdin_eof:
-        # The supervisor holds our stdin open; EOF means it is gone, so we go too.
-        await _watch_stdin(done)
+        # The supervisor holds our stdin open: its orders come that way, and
+        # EOF means it is gone, so we go too.
+        await listen_stdin(calc, done)
     print(f"ready {args.name} {args.host}:{port} pid {os.getpid()}", flush=True)
     await done.wait()
     server.close()
-    if calc.delay > 0:
-        await asyncio.sleep(calc.delay)
-    for conn in list(connections):
-        if conn.transport is not None:
-            conn.transport.close()
+    deadline = time.monotonic() + SHUTDOWN_GRACE
+    while calc.outstanding and not calc.settings.blackhole and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    for conn in list(calc.connections):
+        transport = getattr(conn, "transport", None)
+        if transport is not None:
+            transport.close()
     await asyncio.sleep(0)
     return 0
 
 
-async def _watch_stdin(done: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-
-    class _Watch(asyncio.Protocol):
-        def connection_lost(self, exc: Exception | None) -> None:
-            done.set()
-
-    with contextlib.suppress(OSError, ValueError):
-        await loop.connect_read_pipe(_Watch, sys.stdin)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m backends.server", description=__doc__)
+def build_parser(prog: str = "python -m backends.server") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", default="server1")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--delay", type=float, default=0.0,
-                        help="seconds added before each answer (a slow server)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for random operands")
+                        help="seconds added before each answer (older form of --latency)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for random operands and injected faults (repeatable runs)")
+    add_settings_options(parser)
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
-                        help="exit when standard input closes (set by the supervisor)")
-    return parser.parse_args(argv)
+                        help="take control orders on stdin, exit when it closes (the supervisor)")
+    return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ServerSettings:
+    """Refuse bad options with a usage error (never a traceback); the settings they give."""
+    if not args.name or any(c.isspace() for c in args.name):
+        parser.error("--name must be one word")
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be from 0 to 65535, got {args.port}")
+    if args.delay < 0:
+        parser.error(f"--delay must be 0 or more seconds, got {args.delay:g}")
+    try:
+        return settings_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,11 @@ Each server is `python -m backends.server --name NAME --port 0`, started in its
 own session (a Ctrl-C in the terminal does not reach it; we stop it after the
 balancer has answered) with its stdin held open by us: when this process dies
 for any reason, even SIGKILL, the server sees EOF and exits too.
+
+That stdin is also the server's control channel (backends.control): `control()`
+changes a server's workers, speed, latency and faults live, and the supervisor
+keeps the settings so a restarted server comes back with them (heal clears
+them). Nothing on the data port can change a setting.
 """
 
 from __future__ import annotations
@@ -14,85 +19,34 @@ import os
 import re
 import signal
 import sys
-from collections import deque
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
+
+import orjson
+
+from backends.processes import (
+    ManagedServer,
+    ProcessState,
+    ServerExited,
+    ServerFailed,
+    ServerNotRunning,
+    ServerReady,
+    SupervisorEvent,
+    describe_exit,
+)
+from backends.settings import ServerSettings, settings_arguments
+
+__all__ = [
+    "ManagedServer", "ProcessState", "ServerExited", "ServerFailed", "ServerNotRunning",
+    "ServerReady", "ServerSupervisor", "SupervisorEvent", "describe_exit",
+]
 
 _READY = re.compile(r"^ready (\S+) (\S+):(\d+) pid (\d+)")
 _ROOT = str(Path(__file__).resolve().parent.parent)
 
-
-class ProcessState(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    FROZEN = "frozen"
-    EXITED = "exited"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-@dataclass
-class ManagedServer:
-    """One server process and what we know of it."""
-
-    name: str
-    port_wanted: int = 0
-    delay: float = 0.0
-    process: asyncio.subprocess.Process | None = None
-    pid: int | None = None
-    host: str = "127.0.0.1"
-    port: int | None = None
-    state: ProcessState = ProcessState.STARTING
-    returncode: int | None = None
-    reason: str = ""
-    restarts: int = 0
-    stopping: bool = False
-    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=20))
-    watcher: asyncio.Task[None] | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.state in (ProcessState.STARTING, ProcessState.RUNNING, ProcessState.FROZEN)
-
-
-@dataclass(frozen=True)
-class ServerReady:
-    name: str
-    pid: int
-    host: str
-    port: int
-
-
-@dataclass(frozen=True)
-class ServerExited:
-    name: str
-    pid: int
-    returncode: int | None
-    reason: str
-    expected: bool
-    """True when we asked for it (stop, restart, shutdown)."""
-
-
-@dataclass(frozen=True)
-class ServerFailed:
-    name: str
-    reason: str
-
-
-SupervisorEvent = ServerReady | ServerExited | ServerFailed
-
-
-def describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "still running"
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with code {returncode}"
+CONTROL_TIMEOUT = 5.0
+"""Seconds a control order may take before the server is called unresponsive."""
 
 
 class ServerSupervisor:
@@ -106,12 +60,22 @@ class ServerSupervisor:
         on_event: Callable[[SupervisorEvent], None] | None = None,
         ready_timeout: float = 15.0,
         delay: float = 0.0,
+        workers: int | None = None,
+        speed: float = 1.0,
+        latency_ms: float | None = None,
+        seed: int | None = None,
     ) -> None:
         self.host = host
         self.python = python
         self.on_event = on_event
         self.ready_timeout = ready_timeout
         self.delay = delay
+        self.defaults = ServerSettings().changed({
+            "workers": workers, "speed": speed,
+            "latency_ms": delay * 1000.0 if latency_ms is None else latency_ms})
+        """Settings of servers declared without their own (raises ValueError if bad)."""
+        self.seed = seed
+        """With a seed, each server gets its own seed derived from it and its name."""
         self.servers: dict[str, ManagedServer] = {}
         self.closed = False
 
@@ -127,20 +91,42 @@ class ServerSupervisor:
         """Spawn server1..serverN concurrently; failures are reported, not raised."""
         names = [f"server{i}" for i in range(1, count + 1)]
         for name in names:
-            self.servers.setdefault(name, ManagedServer(name, delay=self.delay, host=self.host))
+            if name not in self.servers:
+                self.declare(name)
         return list(await asyncio.gather(*(self.spawn(name) for name in names)))
 
-    async def add(self, port: int = 0, delay: float | None = None) -> ManagedServer:
-        """Spawn one more server with the next free name."""
+    async def add(self, port: int = 0, delay: float | None = None,
+                  workers: int | None = None, speed: float | None = None,
+                  latency_ms: float | None = None, seed: int | None = None) -> ManagedServer:
+        """Spawn one more server with the next free name (settings as for `declare`)."""
         name = self.next_name()
-        self.servers[name] = ManagedServer(
-            name, port_wanted=port, delay=self.delay if delay is None else delay, host=self.host)
+        self.declare(name, port=port, delay=delay, workers=workers, speed=speed,
+                     latency_ms=latency_ms, seed=seed)
         return await self.spawn(name)
 
-    def declare(self, name: str, port: int = 0, delay: float | None = None) -> ManagedServer:
-        """Register a server without starting it (to set its port or delay first)."""
+    def declare(self, name: str, port: int = 0, delay: float | None = None,
+                workers: int | None = None, speed: float | None = None,
+                latency_ms: float | None = None, seed: int | None = None) -> ManagedServer:
+        """Register a server without starting it (to set its port, capacity or speed first).
+
+        Unset values come from the supervisor's defaults; `delay` (seconds) is
+        the older form of `latency_ms`. Raises ValueError on a bad value.
+        """
+        changes: dict[str, object] = {}
+        if workers is not None:
+            changes["workers"] = workers
+        if speed is not None:
+            changes["speed"] = speed
+        if latency_ms is not None:
+            changes["latency_ms"] = latency_ms
+        elif delay is not None:
+            changes["latency_ms"] = delay * 1000.0
+        settings = self.defaults.changed(changes)
+        if seed is None and self.seed is not None:
+            seed = zlib.crc32(f"{self.seed}:{name}".encode())
         server = ManagedServer(name, port_wanted=port,
-                               delay=self.delay if delay is None else delay, host=self.host)
+                               delay=settings.latency_ms / 1000.0, host=self.host,
+                               settings=settings, seed=seed)
         self.servers[name] = server
         return server
 
@@ -155,10 +141,12 @@ class ServerSupervisor:
         server.stopping = False
         server.reason = "starting"
         server.stderr.clear()
+        launched = server.settings
         args = [self.python, "-m", "backends.server", "--name", name, "--host", self.host,
-                "--port", str(server.port_wanted), "--exit-on-stdin-eof"]
-        if server.delay:
-            args += ["--delay", str(server.delay)]
+                "--port", str(server.port_wanted), "--exit-on-stdin-eof",
+                *settings_arguments(launched)]
+        if server.seed is not None:
+            args += ["--seed", str(server.seed)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
         try:
@@ -191,6 +179,13 @@ class ServerSupervisor:
             self._failed(server, f"failed to start: {detail}")
             return server
         server.host, server.port = match[2], int(match[3])
+        server.replies = {}
+        server.reader = asyncio.get_running_loop().create_task(
+            self._read_replies(server, process, server.replies))
+        if server.settings != launched:
+            # Changed while it was starting: tell the new process before anyone uses it.
+            with contextlib.suppress(KeyError, ValueError):
+                await self._order(server, {"set": server.settings.as_dict()})
         server.state = ProcessState.RUNNING
         server.reason = f"ready on {server.host}:{server.port}"
         self._emit(ServerReady(name, process.pid, server.host, server.port))
@@ -221,9 +216,102 @@ class ServerSupervisor:
         if was_running or expected:
             self._emit(ServerExited(server.name, process.pid, returncode, reason, expected))
 
+    async def _read_replies(self, server: ManagedServer, process: asyncio.subprocess.Process,
+                            replies: dict[int, asyncio.Future[dict]]) -> None:
+        """Match the control replies on the server's stdout to the orders waiting for them."""
+        assert process.stdout is not None
+        try:
+            while True:
+                raw = await process.stdout.readline()
+                if not raw:
+                    break
+                try:
+                    reply = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(reply, dict):
+                    continue
+                waiter = replies.pop(reply.get("id"), None)  # type: ignore[arg-type]
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(reply)
+        finally:
+            for waiter in replies.values():
+                if not waiter.done():
+                    waiter.set_exception(ServerNotRunning(f"{server.name} exited"))
+            replies.clear()
+
     def _emit(self, event: SupervisorEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)
+
+    # ------------------------------------------------------------ control channel
+
+    def settings(self, name: str) -> dict[str, object]:
+        """The settings the named server has (or will have when it starts); KeyError if unknown."""
+        return self.get(name).settings.as_dict()
+
+    async def control(self, name: str, **settings: object) -> dict[str, object]:
+        """Change a running server's settings live; returns its settings after the change.
+
+        Settings: workers (int >= 1, or None for unlimited), speed (> 0),
+        latency_ms (>= 0), flaky and resets (0..1), blackhole (bool), heal
+        (True: no faults, speed 1, no latency). They survive a restart.
+        Raises KeyError (no such server, or not running) or ValueError (bad value).
+        """
+        server = self.get(name)
+        new = server.settings.changed(settings)  # ValueError before anything is sent
+        process = server.process
+        if process is None or process.returncode is not None or not server.alive:
+            raise ServerNotRunning(f"{name} is not running")
+        server.settings = new
+        if server.state is ProcessState.STARTING:
+            return new.as_dict()  # spawn sends it once the ready line is in
+        if server.state is ProcessState.FROZEN:
+            # A stopped process cannot answer; the order waits in its stdin pipe.
+            self._send(server, {"set": settings}, wait=False)
+            return new.as_dict()
+        reply = await self._order(server, {"set": settings})
+        if not reply.get("ok"):
+            raise ValueError(str(reply.get("error", "refused")))
+        confirmed = reply.get("settings")
+        return confirmed if isinstance(confirmed, dict) else new.as_dict()
+
+    async def server_stats(self, name: str) -> dict[str, object]:
+        """The counters a ping would report, over the control channel (no data connection)."""
+        server = self.get(name)
+        if server.state is not ProcessState.RUNNING:
+            raise ServerNotRunning(f"{name} is not running")
+        reply = await self._order(server, {"get": "stats"})
+        stats = reply.get("stats")
+        return stats if isinstance(stats, dict) else {}
+
+    def _send(self, server: ManagedServer, order: dict[str, object],
+              wait: bool) -> asyncio.Future[dict] | None:
+        process = server.process
+        if process is None or process.stdin is None or process.returncode is not None:
+            raise ServerNotRunning(f"{server.name} is not running")
+        server.orders += 1
+        order = {"id": server.orders, **order}
+        waiter: asyncio.Future[dict] | None = None
+        if wait:
+            waiter = asyncio.get_running_loop().create_future()
+            server.replies[server.orders] = waiter
+        try:
+            process.stdin.write(orjson.dumps(order) + b"\n")
+        except (OSError, RuntimeError) as exc:
+            server.replies.pop(server.orders, None)
+            raise ServerNotRunning(f"{server.name} is not running") from exc
+        return waiter
+
+    async def _order(self, server: ManagedServer, order: dict[str, object]) -> dict:
+        waiter = self._send(server, order, wait=True)
+        assert waiter is not None
+        try:
+            return await asyncio.wait_for(waiter, CONTROL_TIMEOUT)
+        except TimeoutError:
+            raise ServerNotRunning(
+                f"{server.name} did not answer its control order within "
+                f"{CONTROL_TIMEOUT:g}s") from None
 
     # ------------------------------------------------------------ operator actions
 
