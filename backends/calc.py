@@ -33,14 +33,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-import orjson
-
-from backends.settings import MAX_WORK_MS, ServerSettings
+from backends.settings import ServerSettings
 from backends.work import WorkQueue
 from balancer.protocol import (
     ALIASES,
     OPERATIONS,
-    Parsed,
     Ping,
     ProtocolError,
     Request,
@@ -50,7 +47,6 @@ from balancer.protocol import (
     dumps,
     error_line,
     parse_line,
-    parse_object,
     parse_text,
 )
 
@@ -196,13 +192,12 @@ class CalcServer:
 
     def _full(self, line: bytes, seq: int, reply: Reply) -> bytes | None:
         """Everything but the plain path: JSON, work, faults, pings, errors."""
-        work = 0.0
-        if b"work_ms" in line and line.lstrip()[:1] == b"{":
-            parsed, work = self._parse_work(line, seq)
-        elif line[:1].islower() and line.isascii():
+        if line[:1].islower() and line.isascii():
             parsed = parse_text(line, seq)
         else:
+            # JSON is parsed exactly (big integers stay integers) and may carry work_ms.
             parsed = parse_line(line, seq)
+        work = float(parsed.work_ms or 0) if isinstance(parsed, Request) else 0.0
         if isinstance(parsed, Request) and self.special:
             settings = self.settings
             if settings.resets and self.fault_rng.random() < settings.resets:
@@ -224,24 +219,6 @@ class CalcServer:
             self.work.submit(work, lambda: self._worked(reply, data))
             return None
         return data
-
-    def _parse_work(self, line: bytes, seq: int) -> tuple[Parsed, float]:
-        """A JSON request that may carry `work_ms`: the request, and its work in ms."""
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return parse_line(line, seq), 0.0
-        if not isinstance(obj, dict) or "work_ms" not in obj:
-            return parse_object(obj, seq), 0.0
-        work = obj.pop("work_ms")
-        parsed = parse_object(obj, seq)
-        if isinstance(parsed, ProtocolError):
-            return parsed, 0.0
-        if (isinstance(work, bool) or not isinstance(work, int | float)
-                or not 0 <= work <= MAX_WORK_MS):
-            return ProtocolError(f"work_ms must be a number of milliseconds from 0 to "
-                                 f"{MAX_WORK_MS:g}", parsed.id), 0.0
-        return parsed, float(work)
 
     def integers(self, rid: int, op: bytes, a: int, b: int) -> bytes:
         """Answer an operation on two small non-negative integers (the fast path)."""

@@ -262,8 +262,8 @@ def parse_object(obj: object, request_id: int | str | None = None) -> Parsed:
         work_ms = obj["work_ms"]
         if isinstance(work_ms, bool) or not isinstance(work_ms, int | float) \
                 or not 0 <= work_ms <= MAX_WORK_MS:
-            return ProtocolError(f"work_ms must be a number from 0 to {MAX_WORK_MS}",
-                                 request_id)
+            return ProtocolError(
+                f"work_ms must be a number of milliseconds from 0 to {MAX_WORK_MS}", request_id)
     text = obj.get("text")
     if text is not None:
         if not isinstance(text, str):
