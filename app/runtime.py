@@ -45,6 +45,11 @@ class RuntimeConfig:
     queue_timeout: float = 10.0
     max_clients: int = 4096
     max_inflight: int = 4096
+    retries: int = 1
+    retry_budget: float = 0.2
+    eject_after: int = 5
+    eject_time: float = 10.0
+    max_ejected: float = 0.5
     server_delay: float = 0.0
     server_ports: dict[str, int] = field(default_factory=dict)
     """Fixed ports for some spawned servers (normally every server gets port 0)."""
@@ -55,7 +60,9 @@ class RuntimeConfig:
         return BalancerConfig(
             host=self.host, port=self.port, max_clients=self.max_clients,
             max_inflight=self.max_inflight, request_timeout=self.request_timeout,
-            queue_timeout=self.queue_timeout,
+            queue_timeout=self.queue_timeout, retries=self.retries,
+            retry_budget=self.retry_budget, eject_after=self.eject_after,
+            eject_time=self.eject_time, max_ejected=self.max_ejected,
             health=HealthPolicy(interval=self.check_interval, rise=self.rise, fall=self.fall,
                                 timeout=self.check_timeout),
         )
