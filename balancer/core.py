@@ -462,7 +462,7 @@ class Core:
         answered = late = late_errors = 0
         duplicate = None
         since_sum = 0.0
-        entry = None
+        last = None
         out = b""
         for line in lines:
             cut = line.find(b",", 6)
@@ -489,12 +489,13 @@ class Core:
                 queued[-1] = out[:-2] + b',"attempts":%d}\n' % entry.attempts
                 client.answered(entry.origin)
             answered += 1
+            last = entry
         if late:
             backend.late += late
         if duplicate is not None:
             self.violation(backend, backend.link, f"answer to request {duplicate}, which "
                            "it was never sent or has answered already")
-        if not answered:
+        if last is None:
             return
         now = time.monotonic()
         if errors < 0 or answered != len(lines):
@@ -507,13 +508,13 @@ class Core:
         self.answered += answered
         # One latency sample per chunk, the last answer's: per answer would cost
         # more than the percentile is worth.
-        latency = now - entry.since  # type: ignore[union-attr]
+        latency = now - last.since
         backend.samples.append(latency)
         self.recent_answers.append((now, out, latency))
         if answered == 1 and not self.flush_scheduled:
             # A lone answer (ping-pong): write it now, as a lone request is.
             dirty.clear()
-            entry.client.flush()  # type: ignore[union-attr]
+            last.client.flush()
         else:
             self.schedule_flush()
 
@@ -541,10 +542,6 @@ class Core:
         if self.dirty_backends:
             self.schedule_flush()
         return keep, eject
-
-    def is_late(self, backend: Backend, number: int) -> bool:
-        """True for an answer to a request this connection was sent but no longer holds."""
-        return number <= backend.sent and number not in backend.inflight
 
     # ------------------------------------------------------------ writing
 

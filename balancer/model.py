@@ -56,9 +56,6 @@ class Asker(Protocol):
     def flush(self) -> None:
         """Write what is queued in `out` now."""
 
-    def answer_now(self, line: bytes, origin: str | None) -> bool:
-        """Write one answer at once when nothing else is queued; False if it must queue."""
-
 
 class Entry(msgspec.Struct, gc=False):
     """One request in flight on a server connection (or waiting for a server).

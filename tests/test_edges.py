@@ -464,3 +464,27 @@ async def test_client_errors_are_never_retried(bare: BareFactory) -> None:
     assert balancer.core.retries == 0
     assert all(b.ejections == 0 and b.state.value == "UP" for b in balancer.backends)
     await wire.close()
+
+
+async def test_a_late_answer_last_in_a_chunk_is_dropped_and_the_rest_delivered(
+    bare: BareFactory,
+) -> None:
+    """A chunk whose last line is a late answer (its request was answered elsewhere
+    while the server stayed connected) still delivers the answers before it."""
+    held: list[tuple[int, bytes]] = []
+    fake = FakeServers(lambda number, line: held.append((number, line)) and None)
+    balancer = await bare(fake, FakeServers(), request_timeout=0.3, interval=0.1)
+    s1 = balancer.backend("s1")
+    wire = await Wire.open(balancer.port)
+    await wire.send("somma 1 1")
+    first = await wire.answer(timeout=5)  # s1 held it: re-sent to s2 after 0.3 s
+    assert first["server"] == "s2" and first["attempts"] == 2
+    await wait_until(lambda: s1.state.value == "UP", timeout=5, what="s1 back UP")
+    await wire.send("somma 2 2", "somma 3 3")  # one of them goes to s1
+    await wait_until(lambda: len(held) == 2, timeout=5, what="s1 holding the second")
+    (old_number, old_line), (new_number, new_line) = held
+    fake.write(good(new_number, new_line) + good(old_number, old_line))
+    answers = await wire.answers(2, timeout=5)
+    assert sorted(a["result"] for a in answers) == [4, 6]
+    assert s1.late == 1 and s1.state.value == "UP"
+    await wire.close()
