@@ -1,4 +1,5 @@
-"""`lbconsole` command line: the console (default), `serve`, `client` and `bench`."""
+"""`lbconsole` command line: the console (default), `serve`, `client`, `ctl`, `compare`
+and `bench`."""
 
 from __future__ import annotations
 
@@ -30,6 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--window", type=int, default=1024,
                         help="requests kept in flight by random batches (default 1024)")
 
+    ctl = sub.add_parser("ctl", help="send one command to a running lbconsole's runtime socket")
+    ctl.add_argument("--socket", default=None, metavar="PATH",
+                     help="the admin socket (default $LBCONSOLE_SOCKET, else "
+                          "loadbalancer.sock here)")
+    ctl.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    ctl.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                     help="seconds to wait for the answer (default 300)")
+    ctl.add_argument("words", nargs="+", metavar="COMMAND",
+                     help="a command as typed in the console: kill 2, show servers, help")
+
+    compare = sub.add_parser("compare", help="the same seeded batch under each algorithm, "
+                                             "side by side, on servers it starts")
+    from app.control.compare import add_compare_options
+
+    add_compare_options(compare)
+
     bench = sub.add_parser("bench", help="measure throughput and latency against the targets")
     from app.bench.bench import add_bench_options
 
@@ -49,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
             from app.terminal_client import client_main
 
             return client_main(args.address, quiet=args.quiet, raw=args.json, window=args.window)
+        if args.command == "ctl":
+            from app.control.ctl import ctl_main
+
+            return ctl_main(args.socket, args.words, raw=args.json, timeout=args.timeout)
+        if args.command == "compare":
+            from app.control.compare import compare_main
+
+            return compare_main(args)
         if args.command == "bench":
             from app.bench.bench import bench_main
 

@@ -48,6 +48,9 @@ class BalancerConfig:
     """How long a request waits for a server when none is UP."""
     max_queue: int = 100_000
     health: HealthPolicy = field(default_factory=HealthPolicy)
+    # SHIM: replaced by the core rewrite (the lab's algorithm and weights options).
+    algorithm: str = "roundrobin"
+    weights: dict[str, int] = field(default_factory=dict)
 
     @property
     def resume_inflight(self) -> int:
@@ -560,3 +563,22 @@ class Balancer:
     def inflight_total(self) -> int:
         return sum(len(b.inflight) for b in self.backends) + len(self.waiting)
 
+    # SHIM: replaced by the core rewrite. The lab's control API, recorded only:
+    # routing stays round robin (the hot path reads `rr.ring`/`rr.pos` inline)
+    # until the core picks through balancer.algorithms.
+    @property
+    def algorithm_name(self) -> str:
+        return getattr(self, "_shim_algorithm", self.config.algorithm)
+
+    def set_algorithm(self, name: str) -> None:
+        from balancer.algorithms import ALGORITHMS
+
+        if name not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {name!r} (use {', '.join(ALGORITHMS)})")
+        self._shim_algorithm = name
+
+    def set_weight(self, name: str, weight: int) -> None:
+        backend = self.backend(name)
+        if not 0 <= weight <= 256:
+            raise ValueError(f"a weight is from 0 to 256, not {weight}")
+        backend.weight = weight  # type: ignore[attr-defined]
