@@ -210,6 +210,8 @@ def test_one_table_gives_help_and_vocabulary() -> None:
         assert any(u.startswith(word) or f", {word}" in u for u in usages), word
         assert any(v.startswith(word) for v in VOCABULARY), word
     assert len(HELP_COMMANDS) == len(SPECS)
+    # The help screen renders these as Rich markup, where [..] would vanish.
+    assert not any("[" in usage + meaning for usage, meaning in HELP_COMMANDS)
     assert "algo NAME" in help_text()
     # Every word the table names parses as something other than "not understood".
     for spec in SPECS:
