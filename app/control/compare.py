@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from app.runtime import Runtime
 
 SETTLE_TIMEOUT = 10.0
+WARMUP = 500
+"""Requests sent unmeasured before the first algorithm's run."""
 
 
 def compare_table(results: dict[str, BatchResult]) -> str:
@@ -76,6 +78,8 @@ async def compare_live(runtime: Runtime, command: Compare, seed: int = 1) -> Rep
     runtime.log.event(f"compare: {command.count:,} requests under "
                       f"{', '.join(command.algorithms)}")
     try:
+        # Unmeasured, so the first algorithm does not pay for cold connections and caches.
+        await run_measured(host, port, lines[:WARMUP], command.concurrency)
         for name in command.algorithms:
             if balancer.algorithm_name != name:
                 runtime.set_algorithm(name)
