@@ -58,10 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in (None, "serve"):
+            try:
+                config = runtime_config(args)
+            except ValueError as exc:
+                parser.error(str(exc))
         if args.command == "serve":
             from app.serve import serve_main
 
-            return serve_main(runtime_config(args), args.stats_interval)
+            return serve_main(config, args.stats_interval)
         if args.command == "client":
             from app.terminal_client import client_main
 
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             return bench_main(args)
         from app.console import console_main
 
-        return console_main(runtime_config(args), headless=args.headless)
+        return console_main(config, headless=args.headless)
     except KeyboardInterrupt:
         return 130
 

@@ -99,6 +99,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
 
 
 def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
+    """The options as a RuntimeConfig; ValueError with a message for a bad combination."""
     d = RuntimeConfig()
     get = vars(args).get
     log_file = get("log_file", d.log_file)
@@ -107,6 +108,13 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     servers = get("servers", None)
     if servers is None:
         servers = 0 if backends else d.servers
+    weights = dict(get("weight", []) or [])
+    names = {f"server{i}" for i in range(1, servers + 1)}
+    names |= {f"backend{i}" for i in range(1, len(backends) + 1)}
+    unknown = sorted(set(weights) - names)
+    if unknown:
+        raise ValueError(f"--weight {unknown[0]}=…: there is no server {unknown[0]!r} "
+                         f"(the servers are {', '.join(sorted(names)) or 'none'})")
     return RuntimeConfig(
         host=get("host", d.host),
         port=get("port", d.port),
@@ -126,6 +134,6 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
         max_inflight=get("max_inflight", d.max_inflight),
         server_delay=get("server_delay", d.server_delay),
         algorithm=get("algorithm", d.algorithm),
-        weights=dict(get("weight", []) or []),
+        weights=weights,
         admin_socket=None if admin_socket == "-" else admin_socket,
     )
