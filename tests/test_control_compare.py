@@ -8,6 +8,7 @@ the supervisor has `control`).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import random
@@ -19,7 +20,14 @@ from collections import Counter
 import orjson
 import pytest
 
-from app.control.batch import BatchResult, make_batch, percentile, run_measured, sample_work
+from app.control.batch import (
+    BatchResult,
+    _Runner,
+    make_batch,
+    percentile,
+    run_measured,
+    sample_work,
+)
 from app.control.compare import compare_live, compare_table
 from app.control.grammar import MAX_WORK_MS, Compare, Work
 from app.runtime import Runtime
@@ -85,6 +93,37 @@ def test_the_table_has_one_row_per_algorithm_and_a_column_per_server() -> None:
     assert lines[2].split() == ["leastconn", "1", "5.00", "9.00", "9.00", "9.00", "100.0",
                                 "0.0", "1"]
     assert len({len(line) for line in lines}) == 1  # aligned
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+async def test_the_runner_keeps_the_window_and_counts_what_is_wrong() -> None:
+    lines = make_batch(5, None)
+    result = BatchResult(total=5)
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    runner = _Runner(lines, 2, result, done)
+    transport = FakeTransport()
+    runner.connection_made(transport)  # type: ignore[arg-type]
+    assert transport.written == [lines[0] + lines[1]]
+    # Out of order, split across chunks; one answer twice; one id nobody sent.
+    runner.data_received(b'{"id":2,"result":1,"server":"s1"}\n{"id":1,"err')
+    assert transport.written[-1] == lines[2]
+    runner.data_received(b'or":"division by zero","server":"s2"}\n{"id":2,"result":1}\n'
+                         b'{"id":99,"result":0}\n')
+    assert transport.written[-1] == lines[3]
+    assert (result.answered, result.errors, result.duplicates) == (2, 2, 1)
+    runner.data_received(b'{"id":3,"server":"s1"}\n{"id":4,"server":"s1"}\n'
+                         b'{"id":5,"server":"s2"}\n')
+    assert done.done() and result.answered == 5
+    assert result.per_server == {"s1": 3, "s2": 2}
+    assert not result.ok  # an error answer, a duplicate and a stranger
+    assert "division by zero" in result.error_samples
 
 
 # ---------------------------------------------------------------- real servers
