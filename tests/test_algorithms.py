@@ -254,3 +254,30 @@ def test_weighted_cycle_and_per_pick_scoring_agree(
         peeks.append(scored.peek())
         assert scored.pick() is peeks[-1]
     assert names(cycled, count) == "".join(m.name for m in peeks)
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+@pytest.mark.parametrize("loads", [(0, 0, 0), (5, 0, 2), (3, 3, 9, 1)])
+def test_pick_many_is_the_same_as_picking_one_by_one(name: str, loads: tuple[int, ...]) -> None:
+    def fleet() -> list[Member]:
+        ms = members(*"abcd"[: len(loads)])
+        for m, load in zip(ms, loads, strict=True):
+            m.load(load)
+        return ms
+
+    one_by_one = make_algorithm(name, fleet(), up, random.Random(5))
+    singles = []
+    for _ in range(40):
+        m = one_by_one.pick()
+        m.inflight.append(0)  # the core puts each pick in flight before the next
+        singles.append(m.name)
+    batched = make_algorithm(name, fleet(), up, random.Random(5))
+    picked = []
+    for count in (25, 15):
+        chunk = batched.pick_many(count)
+        for m in chunk:
+            m.inflight.append(0)
+        picked += [m.name for m in chunk]
+    assert picked == singles
+    assert batched.picks == one_by_one.picks == 40
+    assert make_algorithm(name, [], up).pick_many(3) == []
