@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import time
 from dataclasses import dataclass, field
 
@@ -148,16 +149,27 @@ class Runtime:
         """Open the runtime socket once the balancer listens; its path, None when disabled.
 
         Raises OSError with a message for the operator when another live instance
-        holds the path. Idempotent: `serve` opens it before the servers start, the
-        console through `start_servers`.
+        holds the path given with --admin-socket; the default path, when taken, gives
+        way to one with the port in its name. Idempotent: `serve` opens it before the
+        servers start, the console through `start_servers`.
         """
         if self.control_server is not None:
             return self.control_server.path
-        path = self.config.admin_socket_path(self.balancer.port)
+        port = self.balancer.port
+        path = self.config.admin_socket_path(port)
         if path is None:
             return None
         server = ControlServer(self, path)
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:
+            if self.config.admin_socket or exc.errno != errno.EADDRINUSE:
+                raise
+            # The default name belongs to another live instance (one log file for two
+            # balancers): this one takes a name with its port instead of failing.
+            path = default_socket_path(self.config.log_file, port, with_port=True)
+            server = ControlServer(self, path)
+            await server.start()
         self.control_server = server
         self.log.event(f"runtime API on {path}")
         return path

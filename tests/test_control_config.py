@@ -62,5 +62,6 @@ def test_default_socket_path_is_per_instance() -> None:
     assert default_socket_path("/var/log/lb/a.log", 5001) == "/var/log/lb/a.sock"
     assert default_socket_path("plain", 5001) == "plain.sock"
     assert default_socket_path("odd.sock", 5001) == "odd.sock.sock"
+    assert default_socket_path("/var/log/a.log", 5002, with_port=True) == "/var/log/a-5002.sock"
     folder = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     assert default_socket_path(None, 5002) == f"{folder}/lbconsole-{os.getuid()}-5002.sock"

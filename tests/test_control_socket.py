@@ -187,7 +187,7 @@ def test_kill_algo_and_weight_act_and_are_logged(tmp_path: Path) -> None:
     assert not sock.exists()  # removed on a clean stop
 
 
-def test_a_live_socket_is_refused_and_a_stale_one_replaced(tmp_path: Path) -> None:
+def test_a_live_socket_is_refused_or_avoided_and_a_stale_one_replaced(tmp_path: Path) -> None:
     sock = tmp_path / "lb.sock"
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(sock))  # bound, never listened: what a crashed instance leaves
@@ -196,13 +196,21 @@ def test_a_live_socket_is_refused_and_a_stale_one_replaced(tmp_path: Path) -> No
     with serve(tmp_path, wait_up=False) as (_, _, lines):
         assert lines[1] == f"admin socket {sock}\n"
         assert ctl(sock, "show", "stats").returncode == 0
+        # Asked for by name, a live instance's socket is refused, with the way out.
         second = subprocess.run(
-            [*LBCONSOLE, "serve", "--port", "0", "--log-file", str(tmp_path / "lb.log"),
-             "--servers", "0"], capture_output=True, text=True, timeout=30)
+            [*LBCONSOLE, "serve", "--port", "0", "--log-file", str(tmp_path / "lb2.log"),
+             "--servers", "0", "--admin-socket", str(sock)],
+            capture_output=True, text=True, timeout=30)
         assert second.returncode == 1
         assert "held by another running lbconsole" in second.stderr
         assert "--admin-socket" in second.stderr and "Traceback" not in second.stderr
         assert ctl(sock, "show", "stats").returncode == 0  # the first one is untouched
+        # By default (the same log file), a second instance takes a name with its port.
+        with serve(tmp_path, "--servers", "1", wait_up=False) as (_, port, other):
+            own = tmp_path / f"lb-{port}.sock"
+            assert other[1] == f"admin socket {own}\n"
+            assert show(own, "stats")["address"] == f"127.0.0.1:{port}"
+            assert show(sock, "stats")["address"] != f"127.0.0.1:{port}"
 
 
 def test_dash_disables_the_socket_and_ctl_says_nothing_listens(tmp_path: Path) -> None:

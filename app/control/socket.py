@@ -2,13 +2,15 @@
 
 Like HAProxy's stats socket: `lbconsole serve` and the console both open it
 (`--admin-socket PATH`, by default beside the log file: `loadbalancer.log`
-gets `loadbalancer.sock`), mode 0600 so only the user running the balancer
-can drive it. The commands are the console's (`app.control.grammar`), carried
+gets `loadbalancer.sock`, or `loadbalancer-PORT.sock` when another instance
+in the same place has that one), mode 0600 so only the user running the
+balancer can drive it. The commands are the console's (`app.control.grammar`), carried
 out by `app.control.dispatch.execute`; each answer is
 `{"ok": true|false, "message": "...", "data": {...}|null}`.
 
-A path that another live instance holds is refused (a connect test tells a
-live socket from a stale file left by a crash, which is replaced). Nothing
+A path given with --admin-socket that another live instance holds is refused
+(a connect test tells a live socket from a stale file left by a crash, which
+is replaced). Nothing
 here listens on TCP: the client port carries requests only.
 """
 
@@ -36,12 +38,13 @@ MAX_CONNECTIONS = 64
 PROBE_TIMEOUT = 1.0
 
 
-def default_socket_path(log_file: str | None, port: int) -> str:
-    """`loadbalancer.log` -> `loadbalancer.sock` beside it; without a log file,
+def default_socket_path(log_file: str | None, port: int, with_port: bool = False) -> str:
+    """`loadbalancer.log` -> `loadbalancer.sock` beside it (`loadbalancer-PORT.sock`
+    `with_port`: when another instance has the first); without a log file,
     `lbconsole-UID-PORT.sock` in $XDG_RUNTIME_DIR (or the temp directory)."""
     if log_file:
         base, _ = os.path.splitext(log_file)
-        path = base + ".sock"
+        path = base + (f"-{port}" if with_port else "") + ".sock"
         return path if path != log_file else log_file + ".sock"
     folder = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     return os.path.join(folder, f"lbconsole-{os.getuid()}-{port}.sock")
