@@ -4,8 +4,10 @@ Reply, settings reach the supervisor with the right keywords, every change is lo
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from app.control.dispatch import Reply, execute
@@ -144,3 +146,28 @@ async def test_kill_and_restart_through_the_dispatcher(quiet: Runtime) -> None:
     assert await quiet.wait_until_up(timeout=20)
     reply = await run(quiet, "somma 2 3")
     assert reply.ok and reply.data is not None and reply.data["result"] == 5
+
+
+async def test_a_bug_behind_the_socket_is_an_answer_not_a_dead_connection(
+        quiet: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.control.socket import ControlServer
+
+    def broken(name: str) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(quiet, "set_algorithm", broken)
+    server = ControlServer(quiet, str(tmp_path / "t.sock"))
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(tmp_path / "t.sock"))
+        writer.write(b"algo p2c\nshow stats\n")
+        first = orjson.loads(await asyncio.wait_for(reader.readline(), 10))
+        second = orjson.loads(await asyncio.wait_for(reader.readline(), 10))
+        writer.close()
+    finally:
+        await server.close()
+    assert first == {"ok": False, "message": "internal error: RuntimeError('boom') (see the log)",
+                     "data": None}
+    assert second["ok"] and second["data"]["servers_up"] == 2
+    assert "runtime API: 'algo p2c' failed: RuntimeError('boom')" in events(quiet)
+    assert not (tmp_path / "t.sock").exists()

@@ -163,7 +163,11 @@ class ControlServer:
         if command is None:
             return Reply(False, "empty command (try help)")
         self.commands += 1
-        return await execute(self.runtime, command, origin="ctl")
+        try:
+            return await execute(self.runtime, command, origin="ctl")
+        except Exception as exc:  # a bug, not the operator's doing: answer, log, go on
+            self.runtime.log.event(f"runtime API: {line.strip()[:60]!r} failed: {exc!r}")
+            return Reply(False, f"internal error: {exc!r} (see the log)")
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, reply: Reply) -> None:
