@@ -339,7 +339,13 @@ class ConsoleApp(App[SessionSummary | None]):
             return Outcome("not available: this console has no live runtime", error=True)
         reply = await execute(runtime, command, selected=self.query_one(ServerTable).selected,
                               origin="the console")
-        return Outcome(reply.message, error=not reply.ok)
+        text = reply.message
+        if isinstance(command, cmd.Compare) and reply.data:
+            # One line here; the whole table is in reply.data for a results screen.
+            text = "compare: " + ", ".join(
+                f"{name} {r['rate']:,.0f} req/s p99 {r['p99_ms'] or 0:.1f} ms"
+                for name, r in reply.data["results"].items())
+        return Outcome(text, error=not reply.ok)
 
     def report(self, work: object) -> None:
         async def run() -> None:

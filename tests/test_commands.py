@@ -254,3 +254,34 @@ def test_parser_never_raises_on_command_shaped_lines(head: str, args: list[str])
     assert result is not None
     if isinstance(result, Invalid):
         assert result.message
+
+
+TARGETS = st.one_of(st.integers(1, 99).map(str), st.sampled_from(["server1", "server12",
+                                                                   "backend2"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(TARGETS, st.integers(0, 256), st.integers(1, 100_000),
+       st.floats(0, 100, allow_nan=False).map(lambda f: round(f, 2)),
+       st.floats(0.01, 1000, allow_nan=False).map(lambda f: round(f, 3)))
+def test_every_valid_setting_parses_to_its_value(
+        target: str, weight: int, workers: int, percent: float, speed: float) -> None:
+    assert parse_command(f"weight {target} {weight}") == SetWeight(target, weight)
+    assert parse_command(f"workers {target} {workers}") == ServerSetting("workers", target,
+                                                                          workers)
+    assert parse_command(f"flaky {target} {percent:g}%") == ServerSetting("flaky", target,
+                                                                          float(f"{percent:g}"))
+    assert parse_command(f"resets {target} {percent:g}") == ServerSetting(
+        "resets", target, float(f"{percent:g}"))
+    if speed > 0:
+        assert parse_command(f"speed {target} {speed!r}") == ServerSetting("speed", target,
+                                                                           speed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, MAX_BATCH), st.floats(0, 60_000, allow_nan=False),
+       st.floats(0, 60_000, allow_nan=False))
+def test_every_valid_batch_parses(count: int, a: float, b: float) -> None:
+    low, high = sorted((round(a, 2), round(b, 2)))
+    assert parse_command(f"random {count} work {low!r}-{high!r}") == RunBatch(
+        count, Work("uniform", low, high))

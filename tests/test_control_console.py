@@ -30,6 +30,11 @@ async def test_typed_lab_commands_reach_the_runtime(tmp_path: Path) -> None:
                         "show servers")
             await type_line(pilot, "weight 9 1")
             await until(pilot, lambda: "no server 9" in message(app), 10, "refusal")
+            await type_line(pilot, "compare roundrobin,random 300 concurrency 8")
+            await until(pilot, lambda: message(app).startswith("compare: roundrobin "), 30,
+                        "the compare summary")
+            assert "random" in message(app) and "p99" in message(app)
+            assert source.runtime.balancer.algorithm_name == "leastconn"  # put back
     finally:
         await source.stop()
         source.kill_now()
