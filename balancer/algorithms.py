@@ -328,9 +328,8 @@ class PowerOfTwo(Algorithm[M]):
                 return None
             self.picks += 1
             return ring[0]
-        draw = self.rng.random
-        first = int(draw() * n)
-        second = int(draw() * (n - 1))
+        # One draw for the ordered pair: n * (n - 1) equally likely outcomes.
+        first, second = divmod(int(self.rng.random() * n * (n - 1)), n - 1)
         if second >= first:
             second += 1
         a, b = ring[first], ring[second]
@@ -344,10 +343,10 @@ class PowerOfTwo(Algorithm[M]):
             return self._pick_each(count)
         loads = [len(m.inflight) for m in ring]  # type: ignore[attr-defined]
         draw = self.rng.random
+        pairs, rest = n * (n - 1), n - 1
         out = []
         for _ in range(count):
-            first = int(draw() * n)
-            second = int(draw() * (n - 1))
+            first, second = divmod(int(draw() * pairs), rest)
             if second >= first:
                 second += 1
             if loads[second] < loads[first]:

@@ -281,3 +281,14 @@ def test_pick_many_is_the_same_as_picking_one_by_one(name: str, loads: tuple[int
     assert picked == singles
     assert batched.picks == one_by_one.picks == 40
     assert make_algorithm(name, [], up).pick_many(3) == []
+
+
+def test_p2c_draws_every_pair_alike() -> None:
+    # Equal loads: the first drawn wins, so each member is picked about 1/n of the time;
+    # a member more loaded than all the others is never picked.
+    ms = members("a", "b", "c", "d")
+    counts = Counter(names(PowerOfTwo(ms, up, random.Random(11)), 8000))
+    assert all(1700 < counts[m] < 2300 for m in "abcd"), counts
+    ms[3].load(1)
+    counts = Counter(names(PowerOfTwo(ms, up, random.Random(11)), 3000))
+    assert "d" not in counts and min(counts.values()) > 800
