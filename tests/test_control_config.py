@@ -65,3 +65,14 @@ def test_default_socket_path_is_per_instance() -> None:
     assert default_socket_path("/var/log/a.log", 5002, with_port=True) == "/var/log/a-5002.sock"
     folder = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     assert default_socket_path(None, 5002) == f"{folder}/lbconsole-{os.getuid()}-5002.sock"
+
+
+def test_the_control_plane_never_loads_textual() -> None:
+    # ctl, serve's socket and scenarios import these; none of them may pull in the UI.
+    import subprocess
+    import sys
+
+    code = ("import sys, app.control.grammar, app.control.dispatch, app.control.socket, "
+            "app.control.ctl, app.control.compare, app.control.batch, balancer.algorithms; "
+            "sys.exit('textual' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
