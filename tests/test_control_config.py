@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -69,9 +71,6 @@ def test_default_socket_path_is_per_instance() -> None:
 
 def test_the_control_plane_never_loads_textual() -> None:
     # ctl, serve's socket and scenarios import these; none of them may pull in the UI.
-    import subprocess
-    import sys
-
     code = ("import sys, app.control.grammar, app.control.dispatch, app.control.socket, "
             "app.control.ctl, app.control.compare, app.control.batch, balancer.algorithms; "
             "sys.exit('textual' in sys.modules)")
