@@ -31,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--window", type=int, default=1024,
                         help="requests kept in flight by random batches (default 1024)")
 
-    ctl = sub.add_parser("ctl", help="send one command to a running lbconsole's runtime socket")
+    from app.control.grammar import help_text
+
+    ctl = sub.add_parser(
+        "ctl", help="send one command to a running lbconsole's runtime socket",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands (N: a row number or a server name):\n" + help_text())
     ctl.add_argument("--socket", default=None, metavar="PATH",
                      help="the admin socket (default $LBCONSOLE_SOCKET, else "
                           "loadbalancer.sock here)")

@@ -213,6 +213,8 @@ def test_one_table_gives_help_and_vocabulary() -> None:
     # The help screen renders these as Rich markup, where [..] would vanish.
     assert not any("[" in usage + meaning for usage, meaning in HELP_COMMANDS)
     assert "algo NAME" in help_text()
+    assert "pause, clear" not in help_text() and "exit, quit" not in help_text()
+    assert "pause, clear" in help_text(console=True)
     # Every word the table names parses as something other than "not understood".
     for spec in SPECS:
         for word in spec.words:

@@ -58,11 +58,12 @@ def _text(exc: BaseException) -> str:
 
 
 async def execute(runtime: Runtime, command: g.Command, *, selected: str | None = None,
-                  origin: str = "ctl") -> Reply:
+                  origin: str = "ctl", seed: int | None = None) -> Reply:
     """Carry out `command`; `selected` stands in for a left-out server (the console's
-    selected row); `origin` names the caller in refusals ("ctl", "console", "scenario")."""
+    selected row); `origin` names the caller in refusals ("ctl", "console", "scenario");
+    `seed` makes `random` and `compare` batches repeatable (a scenario's)."""
     try:
-        return await _execute(runtime, command, selected, origin)
+        return await _execute(runtime, command, selected, origin, seed)
     except (KeyError, ValueError, ProcessLookupError, OSError, ClientError,
             TimeoutError) as exc:
         return Reply(False, f"{_verb(command)}: {_text(exc)}")
@@ -90,7 +91,7 @@ def _verb(command: g.Command) -> str:
 
 
 async def _execute(runtime: Runtime, command: g.Command, selected: str | None,
-                   origin: str) -> Reply:
+                   origin: str, seed: int | None) -> Reply:
     match command:
         case g.Invalid(message):
             return Reply(False, message)
@@ -120,7 +121,7 @@ async def _execute(runtime: Runtime, command: g.Command, selected: str | None,
         case g.SendRequest(line):
             return await _request(runtime, line)
         case g.RunBatch(count, work):
-            return await _batch(runtime, count, work)
+            return await _batch(runtime, count, work, seed)
         case g.CancelBatch():
             running = [t for t in runtime.batches if not t.done()]
             for task in running:
@@ -131,7 +132,7 @@ async def _execute(runtime: Runtime, command: g.Command, selected: str | None,
         case g.Compare():
             from app.control.compare import compare_live
 
-            return await compare_live(runtime, command)
+            return await compare_live(runtime, command, seed=1 if seed is None else seed)
         case g.ShowHelp():
             return Reply(True, g.help_text())
     return Reply(False, f"{_verb(command)} is a console command; it does nothing over {origin}")
@@ -183,14 +184,16 @@ async def _request(runtime: Runtime, line: str) -> Reply:
     return Reply("error" not in answer, describe(answer), answer)
 
 
-async def _batch(runtime: Runtime, count: int, work: g.Work | None) -> Reply:
+async def _batch(runtime: Runtime, count: int, work: g.Work | None,
+                 seed: int | None) -> Reply:
     host, port = connect_host(runtime), runtime.balancer.port
     if work is None:
-        task = asyncio.ensure_future(run_batch(host, port, count, window=BATCH_WINDOW))
+        task = asyncio.ensure_future(run_batch(host, port, count, window=BATCH_WINDOW,
+                                               seed=seed))
     else:
         from app.control.batch import make_batch, run_measured
 
-        lines = make_batch(count, work, seed=None)
+        lines = make_batch(count, work, seed=seed)
         task = asyncio.ensure_future(run_measured(host, port, lines, BATCH_WINDOW))
     runtime.batches.add(task)
     try:

@@ -382,7 +382,14 @@ def suggest(text: str, history: Iterable[str] = ()) -> str | None:
     return None
 
 
-def help_text() -> str:
-    """The command table as plain text (for `help` on the runtime socket)."""
-    width = max(len(usage) for usage, _ in HELP_COMMANDS)
-    return "\n".join(f"{usage:<{width}}  {meaning}" for usage, meaning in HELP_COMMANDS)
+def console_only(spec: Spec) -> bool:
+    """True for the rows about the console's own screen (pause, clear, exit)."""
+    return bool(spec.words) and isinstance(parse_command(spec.words[0]), CONSOLE_ONLY)
+
+
+def help_text(console: bool = False) -> str:
+    """The command table as plain text (`help` on the runtime socket, `ctl --help`);
+    the console's own commands only with `console`."""
+    rows = [(s.usage, s.meaning) for s in SPECS if console or not console_only(s)]
+    width = max(len(usage) for usage, _ in rows)
+    return "\n".join(f"{usage:<{width}}  {meaning}" for usage, meaning in rows)
