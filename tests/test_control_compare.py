@@ -166,11 +166,16 @@ def test_lbconsole_compare_headless_json() -> None:
         assert row["p99_ms"] is not None and sum(row["per_server"].values()) == 300
 
 
-def test_lbconsole_compare_refuses_bad_options() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "compare", "--algorithms", "roundrobin,fastest"],
-        capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "unknown algorithm 'fastest'" in result.stderr
+@pytest.mark.parametrize(("args", "says"), [
+    (["--algorithms", "roundrobin,fastest"], "unknown algorithm 'fastest'"),
+    (["--work", "9-1"], "work takes A-B"),
+    (["--servers", "0"], "--servers from 1 to 64"),
+    (["-n", "0"], "-n is from 1"),
+])
+def test_lbconsole_compare_refuses_bad_options(args: list[str], says: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "app.cli", "compare", *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and says in result.stderr, result.stderr
 
 
 @pytest.mark.skipif(not LAB_READY, reason="needs the core's algorithms and the servers' "

@@ -127,30 +127,34 @@ def _name_value(kind: type) -> object:
 
 def add_compare_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algorithms", type=_algorithms, default=tuple(ALGORITHMS),
-                        help="comma-separated (default: all five)")
+                        metavar="A,B,…",
+                        help=f"comma-separated, in this order (default {','.join(ALGORITHMS)})")
     parser.add_argument("-n", "--requests", type=int, default=20_000, metavar="N",
                         help="requests per algorithm (default 20000)")
     parser.add_argument("--work", type=_work, default=None, metavar="A-B|exp:M",
                         help="simulated work per request, ms (default none)")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="C",
                         help=f"requests in flight (default {DEFAULT_CONCURRENCY})")
-    parser.add_argument("--servers", type=int, default=3, metavar="N")
+    parser.add_argument("--servers", type=int, default=3, metavar="N",
+                        help="calculation servers to start (default 3)")
     parser.add_argument("--server-workers", type=int, default=None, metavar="K",
                         help="workers per server (default unlimited)")
     parser.add_argument("--server-speed", type=_name_value(float), action="append", default=[],
                         metavar="NAME=F", help="a server's speed factor (repeatable)")
     parser.add_argument("--weight", type=_name_value(int), action="append", default=[],
                         metavar="NAME=W", help="a server's weight for weighted (repeatable)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1,
+                        help="the batch's seed: the same seed, the same requests (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 async def _compare(args: argparse.Namespace) -> int:
     from app.runtime import Runtime, RuntimeConfig
 
-    if not 0 < args.requests <= 10_000_000 or not 1 <= args.concurrency <= 4096:
-        print("lbconsole compare: -n is from 1 to 10,000,000 and --concurrency from 1 to 4096",
-              file=sys.stderr)
+    if (not 0 < args.requests <= 10_000_000 or not 1 <= args.concurrency <= 4096
+            or not 1 <= args.servers <= 64):
+        print("lbconsole compare: -n is from 1 to 10,000,000, --concurrency from 1 to 4096 "
+              "and --servers from 1 to 64", file=sys.stderr)
         return 2
     config = RuntimeConfig(port=0, servers=args.servers, log_file=None, log_requests=False,
                            admin_socket=None, weights=dict(args.weight))
