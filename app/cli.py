@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--timeout", type=float, default=300.0, metavar="S",
                      help="seconds to wait for the answer (default 300)")
     ctl.add_argument("words", nargs="+", metavar="COMMAND",
-                     help="a command as typed in the console: kill 2, show servers, help")
+                     help="a command as typed in the console: kill 2, show servers, help; "
+                          "- reads one per line from stdin")
 
     compare = sub.add_parser("compare", help="the same seeded batch under each algorithm, "
                                              "side by side, on servers it starts")

@@ -122,6 +122,17 @@ def test_refused_commands_exit_1_with_a_message(running: tuple[Path, int, Path])
         assert "Traceback" not in result.stderr
 
 
+def test_commands_from_stdin(running: tuple[Path, int, Path]) -> None:
+    sock, _, _ = running
+    result = subprocess.run(
+        [*LBCONSOLE, "ctl", "--socket", str(sock), "-"], text=True, capture_output=True,
+        input="# a script\nsomma 1 2\n\nweight 9 1\nshow stats\n", timeout=60)
+    assert result.returncode == 1  # one of them was refused
+    out = result.stdout.splitlines()
+    assert out[0].startswith("#1 somma 1 2 = 3") and json.loads(out[1])["servers_up"] == 3
+    assert "no server 9" in result.stderr
+
+
 def test_requests_and_batches_go_through_the_balancer(running: tuple[Path, int, Path]) -> None:
     sock, _, _ = running
     one = ctl(sock, "3", "*", "4")

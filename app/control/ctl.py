@@ -1,7 +1,8 @@
 """`lbconsole ctl COMMAND…`: send one command to a running lbconsole's runtime socket.
 
 Prints the answer's message, or for `show servers` / `show stats` its data as
-one JSON object (`--json` prints the whole answer line). Exit status 0 when
+one JSON object (`--json` prints the whole answer line). `ctl -` reads one
+command per line from stdin, for scripts. Exit status 0 when
 the command was carried out, 1 with a message on stderr when it was refused or
 nothing answers at the socket, 2 for a usage error. Blocking and tiny on
 purpose: it runs once and leaves.
@@ -63,16 +64,29 @@ def send(path: str, line: str, timeout: float) -> bytes:
 
 def ctl_main(path: str | None, words: list[str], raw: bool = False,
              timeout: float = 300.0) -> int:
-    line = " ".join(words).strip()
+    """`ctl COMMAND…`, or `ctl -`: one command per line from stdin (blank lines and
+    `#` comments skipped), each answered in turn; status 1 if any was refused."""
+    where = socket_path(path)
+    if words == ["-"]:
+        status = 0
+        for text in sys.stdin:
+            line = text.strip()
+            if line and not line.startswith("#"):
+                status = max(status, _one(where, line, raw, timeout))
+        return status
+    return _one(where, " ".join(words).strip(), raw, timeout)
+
+
+def _one(where: str, line: str, raw: bool, timeout: float) -> int:
     command = parse_command(line)
     if command is None:
         print("usage: lbconsole ctl COMMAND…   (e.g. lbconsole ctl show servers; "
-              "lbconsole ctl help)", file=sys.stderr)
+              "lbconsole ctl help; lbconsole ctl - reads commands from stdin)",
+              file=sys.stderr)
         return 2
     if isinstance(command, Invalid):
         print(f"lbconsole ctl: {command.message}", file=sys.stderr)
         return 1
-    where = socket_path(path)
     try:
         answer = send(where, line, timeout)
         reply = orjson.loads(answer)
@@ -90,8 +104,8 @@ def ctl_main(path: str | None, words: list[str], raw: bool = False,
         out.write(orjson.dumps(data).decode() + "\n")
     elif ok:
         out.write(message + "\n")
+    out.flush()
     if not ok:
         print(f"lbconsole ctl: {message}", file=sys.stderr)
         return 1
-    out.flush()
     return 0
