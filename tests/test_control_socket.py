@@ -238,3 +238,20 @@ def test_ctl_usage_errors() -> None:
     assert result.returncode == 2 and "usage" in result.stderr
     result = ctl("/nonexistent/x.sock", "weight", "2", "999")
     assert result.returncode == 1 and "from 0 to 256" in result.stderr
+
+
+def test_an_impossible_socket_path_is_a_clear_error(tmp_path: Path) -> None:
+    for path, says in ((tmp_path / "no" / "such" / "x.sock", "No such file or directory"),
+                       (tmp_path / ("d" * 120) / "x.sock", "cannot open admin socket")):
+        result = subprocess.run(
+            [*LBCONSOLE, "serve", "--port", "0", "--log-file", "-", "--servers", "0",
+             "--admin-socket", str(path)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1, result.stdout
+        assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
+    (tmp_path / "file.sock").write_text("not a socket")
+    result = subprocess.run(
+        [*LBCONSOLE, "serve", "--port", "0", "--log-file", "-", "--servers", "0",
+         "--admin-socket", str(tmp_path / "file.sock")], capture_output=True, text=True,
+        timeout=30)
+    assert result.returncode == 1 and "exists and is not a socket" in result.stderr
+    assert (tmp_path / "file.sock").read_text() == "not a socket"  # left alone
