@@ -393,3 +393,17 @@ def make_algorithm(name: str, members: Sequence[M], eligible: Callable[[M], bool
     if cls is None:
         raise ValueError(f"unknown algorithm {name!r} (use {', '.join(ALGORITHMS)})")
     return cls(members, eligible, rng)
+
+
+def switch_algorithm(old: Algorithm[M], name: str) -> Algorithm[M]:
+    """A new algorithm `name` over `old`'s members, predicate and rng, for a live switch.
+
+    Between the rotations (roundrobin and leastconn) the place is kept, so
+    switching does not restart at the first server; `picks` carries over.
+    ValueError if `name` is unknown.
+    """
+    new = make_algorithm(name, old.members, old.eligible, old.rng)
+    if isinstance(old, RoundRobin) and isinstance(new, RoundRobin) and new.ring:
+        new.pos = old.pos if old.pos < len(new.ring) else 0
+    new.picks = old.picks
+    return new

@@ -16,6 +16,7 @@ from balancer.algorithms import (
     RoundRobin,
     WeightedRoundRobin,
     make_algorithm,
+    switch_algorithm,
 )
 
 
@@ -357,3 +358,18 @@ def test_with_a_slow_server_leastconn_and_p2c_cut_the_tail() -> None:
     assert p99["leastconn"] < 0.6 * p99["roundrobin"], p99
     assert p99["p2c"] < 0.8 * p99["roundrobin"], p99
     assert p99["leastconn"] < p99["p2c"] < p99["random"], p99
+
+
+def test_switching_live_keeps_members_and_the_rotation_s_place() -> None:
+    ms = members("a", "b", "c")
+    rr = RoundRobin(ms, up)
+    assert names(rr, 2) == "ab"
+    lc = switch_algorithm(rr, "leastconn")
+    assert isinstance(lc, LeastConn) and lc.members == ms and lc.picks == 2
+    assert names(lc, 2) == "ca"
+    back = switch_algorithm(lc, "roundrobin")
+    assert names(back, 3) == "bca"
+    wrr = switch_algorithm(back, "weighted")
+    assert isinstance(wrr, WeightedRoundRobin) and names(wrr, 3) == "abc"
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        switch_algorithm(wrr, "fastest")
