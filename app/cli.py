@@ -1,4 +1,5 @@
-"""`lbconsole` command line: the console (default), `serve`, `server`, `client` and `bench`."""
+"""`lbconsole` command line: the console (default), `serve`, `server`, `client`, `ctl`,
+`compare` and `bench`."""
 
 from __future__ import annotations
 
@@ -35,6 +36,28 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--window", type=int, default=1024,
                         help="requests kept in flight by random batches (default 1024)")
 
+    from app.control.grammar import help_text
+
+    ctl = sub.add_parser(
+        "ctl", help="send one command to a running lbconsole's runtime socket",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands (N: a row number or a server name):\n" + help_text())
+    ctl.add_argument("--socket", default=None, metavar="PATH",
+                     help="the admin socket (default $LBCONSOLE_SOCKET, else "
+                          "loadbalancer.sock here)")
+    ctl.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    ctl.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                     help="seconds to wait for the answer (default 300)")
+    ctl.add_argument("words", nargs="+", metavar="COMMAND",
+                     help="a command as typed in the console: kill 2, show servers, help; "
+                          "- reads one per line from stdin")
+
+    compare = sub.add_parser("compare", help="the same seeded batch under each algorithm, "
+                                             "side by side, on servers it starts")
+    from app.control.compare import add_compare_options
+
+    add_compare_options(compare)
+
     bench = sub.add_parser("bench", help="measure throughput and latency against the targets")
     from app.bench.bench import add_bench_options
 
@@ -46,10 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in (None, "serve"):
+            try:
+                config = runtime_config(args)
+            except ValueError as exc:
+                parser.error(str(exc))
         if args.command == "serve":
             from app.serve import serve_main
 
-            return serve_main(runtime_config(args), args.stats_interval)
+            return serve_main(config, args.stats_interval)
         if args.command == "server":
             from app.server_main import server_main
 
@@ -58,13 +86,21 @@ def main(argv: list[str] | None = None) -> int:
             from app.terminal_client import client_main
 
             return client_main(args.address, quiet=args.quiet, raw=args.json, window=args.window)
+        if args.command == "ctl":
+            from app.control.ctl import ctl_main
+
+            return ctl_main(args.socket, args.words, raw=args.json, timeout=args.timeout)
+        if args.command == "compare":
+            from app.control.compare import compare_main
+
+            return compare_main(args)
         if args.command == "bench":
             from app.bench.bench import bench_main
 
             return bench_main(args)
         from app.console import console_main
 
-        return console_main(runtime_config(args), headless=args.headless)
+        return console_main(config, headless=args.headless)
     except KeyboardInterrupt:
         return 130
 

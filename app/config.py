@@ -7,6 +7,7 @@ import ipaddress
 import re
 
 from app.runtime import RuntimeConfig
+from balancer.algorithms import ALGORITHMS, MAX_WEIGHT
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
@@ -113,6 +114,16 @@ def _positive(kind: type) -> object:
     return convert
 
 
+def parse_weight(text: str) -> tuple[str, int]:
+    """`NAME=W`, W a whole number from 0 to 256."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not value.strip().isdigit() or int(value) > MAX_WEIGHT:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=W with W from 0 to {MAX_WEIGHT} (e.g. server1=3), not {text!r}")
+    return name, int(value)
+
+
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     d = RuntimeConfig()
     s = argparse.SUPPRESS
@@ -140,6 +151,15 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                    help=f"how long requests wait when no server is UP "
                         f"(default {d.queue_timeout:g})")
     g.add_argument("--server-delay", type=float, default=s, metavar="S", help=s)
+    g.add_argument("--algorithm", choices=list(ALGORITHMS), default=s, metavar="NAME",
+                   help=f"balancing algorithm: {', '.join(ALGORITHMS)} "
+                        f"(default {d.algorithm}); live: algo NAME")
+    g.add_argument("--weight", type=parse_weight, action="append", default=s,
+                   metavar="NAME=W",
+                   help="a server's weight, 0-256, default 1; 0 takes it out (repeatable)")
+    g.add_argument("--admin-socket", default=s, metavar="PATH",
+                   help="the runtime API's unix socket (default: beside the log file, "
+                        "loadbalancer.sock; '-' for none)")
     h = parser.add_argument_group("health checks")
     h.add_argument("--check-interval", type=_positive(float), default=s, metavar="S",
                    help=f"seconds between checks (default {d.check_interval:g})")
@@ -161,13 +181,22 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
 
 
 def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
+    """The options as a RuntimeConfig; ValueError with a message for a bad combination."""
     d = RuntimeConfig()
     get = vars(args).get
     log_file = get("log_file", d.log_file)
+    admin_socket = get("admin_socket", d.admin_socket)
     backends = name_backends(get("backend", []) or [])
     servers = get("servers", None)
     if servers is None:
         servers = 0 if backends else d.servers
+    weights = dict(get("weight", []) or [])
+    names = {f"server{i}" for i in range(1, servers + 1)}
+    names |= {f"backend{i}" for i in range(1, len(backends) + 1)}
+    unknown = sorted(set(weights) - names)
+    if unknown:
+        raise ValueError(f"--weight {unknown[0]}=…: there is no server {unknown[0]!r} "
+                         f"(the servers are {', '.join(sorted(names)) or 'none'})")
     return RuntimeConfig(
         host=get("host", d.host),
         port=get("port", d.port),
@@ -186,4 +215,7 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
         max_clients=get("max_clients", d.max_clients),
         max_inflight=get("max_inflight", d.max_inflight),
         server_delay=get("server_delay", d.server_delay),
+        algorithm=get("algorithm", d.algorithm),
+        weights=weights,
+        admin_socket=None if admin_socket == "-" else admin_socket,
     )

@@ -306,6 +306,9 @@ class ConsoleApp(App[SessionSummary | None]):
                 for panel in (RoutingView, ResponsesView):
                     self.query_one(panel).clear()
                 self.query_one(LogPanel).clear()
+            case cmd.RunBatch(_, work) if work is not None:
+                self.say(Outcome(f"random {command.count:,} work {work.text()}: sending…"))
+                self.report(self.control(command))
             case cmd.RunBatch(count):
                 self.say(op.start_batch(count))
             case cmd.CancelBatch():
@@ -320,6 +323,29 @@ class ConsoleApp(App[SessionSummary | None]):
                 if action in ("stop", "restart"):
                     self.say(Outcome(f"{action}: {target or selected}…"))
                 self.report(op.server(command, selected))
+            case (cmd.SetAlgorithm() | cmd.SetWeight() | cmd.ServerSetting() | cmd.Show()
+                  | cmd.Compare()):
+                if isinstance(command, cmd.Compare):
+                    self.say(Outcome(f"compare: {command.count:,} requests under "
+                                     f"{', '.join(command.algorithms)}…"))
+                self.report(self.control(command))
+
+    async def control(self, command: cmd.Command) -> Outcome:
+        """A command for the runtime, carried out by the one dispatcher (app.control)."""
+        from app.control.dispatch import execute
+
+        runtime = getattr(self.source, "runtime", None)
+        if runtime is None:
+            return Outcome("not available: this console has no live runtime", error=True)
+        reply = await execute(runtime, command, selected=self.query_one(ServerTable).selected,
+                              origin="the console")
+        text = reply.message
+        if isinstance(command, cmd.Compare) and reply.data:
+            # One line here; the whole table is in reply.data for a results screen.
+            text = "compare: " + ", ".join(
+                f"{name} {r['rate']:,.0f} req/s p99 {r['p99_ms'] or 0:.1f} ms"
+                for name, r in reply.data["results"].items())
+        return Outcome(text, error=not reply.ok)
 
     def report(self, work: object) -> None:
         async def run() -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import time
 from dataclasses import dataclass, field
 
+from app.control.socket import ControlServer, default_socket_path
 from backends.supervisor import (
     ManagedServer,
     ServerExited,
@@ -20,6 +22,7 @@ from backends.supervisor import (
     ServerSupervisor,
     SupervisorEvent,
 )
+from balancer.algorithms import ALGORITHMS
 from balancer.log import RequestLog
 from balancer.model import Admin, Backend, HealthPolicy, ServerState
 from balancer.service import Balancer, BalancerConfig
@@ -55,6 +58,18 @@ class RuntimeConfig:
     """Fixed ports for some spawned servers (normally every server gets port 0)."""
     server_delays: dict[str, float] = field(default_factory=dict)
     """Per-server answer delays in seconds (a slow server), overriding server_delay."""
+    algorithm: str = "roundrobin"
+    """The balancing algorithm at start (balancer.algorithms.ALGORITHMS)."""
+    weights: dict[str, int] = field(default_factory=dict)
+    """Weights by server name (0..256; the others have 1)."""
+    admin_socket: str | None = ""
+    """The runtime socket's path: "" for the default beside the log file, None for none."""
+
+    def admin_socket_path(self, port: int) -> str | None:
+        """Where the runtime socket goes once the balancer listens on `port`."""
+        if self.admin_socket is None:
+            return None
+        return self.admin_socket or default_socket_path(self.log_file, port)
 
     def balancer_config(self) -> BalancerConfig:
         return BalancerConfig(
@@ -63,9 +78,30 @@ class RuntimeConfig:
             queue_timeout=self.queue_timeout, retries=self.retries,
             retry_budget=self.retry_budget, eject_after=self.eject_after,
             eject_time=self.eject_time, max_ejected=self.max_ejected,
+            algorithm=self.algorithm, weights=dict(self.weights),
             health=HealthPolicy(interval=self.check_interval, rise=self.rise, fall=self.fall,
                                 timeout=self.check_timeout),
         )
+
+
+CONTROL_KEYS: dict[str, str] = {
+    "workers": "workers", "speed": "speed", "latency": "latency_ms", "flaky": "flaky",
+    "resets": "resets", "blackhole": "blackhole", "heal": "heal",
+}
+"""The grammar's server settings and the supervisor.control() keyword each becomes."""
+
+
+def describe_setting(setting: str, value: float | int | bool | None) -> str:
+    """` 4`, ` unlimited`, ` 30%`, ` 20 ms`, or nothing (blackhole, heal), for messages."""
+    if setting in ("blackhole", "heal"):
+        return ""
+    if setting == "workers":
+        return " unlimited" if value is None else f" {value}"
+    if setting in ("flaky", "resets"):
+        return f" {float(value or 0) * 100:g}%"
+    if setting == "latency":
+        return f" {value:g} ms"
+    return f" {value:g}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +123,7 @@ class ServerRow:
     share: float
     is_next: bool
     history: tuple[int, ...]
+    weight: int = 1
 
 
 class Runtime:
@@ -101,6 +138,10 @@ class Runtime:
         self.supervisor = ServerSupervisor(host="127.0.0.1", on_event=self._on_process_event,
                                            delay=c.server_delay)
         self.started = False
+        self.control_server: ControlServer | None = None
+        """The runtime socket (`lbconsole ctl`), open while the runtime runs."""
+        self.batches: set[asyncio.Task] = set()
+        """Batches started over the runtime socket (`cancel` cancels them)."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -110,16 +151,54 @@ class Runtime:
         await self.start_servers()
         return port
 
+    async def start_control(self) -> str | None:
+        """Open the runtime socket once the balancer listens; its path, None when disabled.
+
+        Raises OSError with a message for the operator when another live instance
+        holds the path given with --admin-socket; the default path, when taken, gives
+        way to one with the port in its name. Idempotent: `serve` opens it before the
+        servers start, the console through `start_servers`.
+        """
+        if self.control_server is not None:
+            return self.control_server.path
+        port = self.balancer.port
+        path = self.config.admin_socket_path(port)
+        if path is None:
+            return None
+        server = ControlServer(self, path)
+        try:
+            await server.start()
+        except OSError as exc:
+            if self.config.admin_socket or exc.errno != errno.EADDRINUSE:
+                raise
+            # The default name belongs to another live instance (one log file for two
+            # balancers): this one takes a name with its port instead of failing.
+            path = default_socket_path(self.config.log_file, port, with_port=True)
+            server = ControlServer(self, path)
+            await server.start()
+        self.control_server = server
+        self.log.event(f"runtime API on {path}")
+        return path
+
     async def start_servers(self) -> None:
-        """Register the outside backends and spawn our servers (once the balancer listens)."""
+        """Open the runtime socket, register the outside backends and spawn our servers
+        (once the balancer listens)."""
         c = self.config
+        await self.start_control()
         for bname, host, bport in c.backends:
-            self.balancer.add_backend(bname, host, bport)
+            self.balancer.add_backend(bname, host, bport, remote=True)
         names = [f"server{i}" for i in range(1, c.servers + 1)]
         for name in names:
             self.balancer.add_backend(name)
             self.supervisor.declare(name, port=c.server_ports.get(name, 0),
                                     delay=c.server_delays.get(name))
+        for name, weight in c.weights.items():
+            with contextlib.suppress(KeyError):
+                self.balancer.set_weight(name, weight)
+        if c.algorithm != "roundrobin" or c.weights:
+            weights = " ".join(f"{n}={w}" for n, w in c.weights.items())
+            self.log.event(f"algorithm {self.balancer.algorithm_name}"
+                           + (f", weights {weights}" if weights else ""))
         self.started = True
         for name in names:
             self.log.event(f"{name} spawning")
@@ -127,6 +206,10 @@ class Runtime:
 
     async def stop(self, grace: float = 2.0) -> None:
         """Answer what can be answered, stop every server, close the log."""
+        for task in list(self.batches):
+            task.cancel()
+        if self.control_server is not None:
+            await self.control_server.close()
         try:
             await self.balancer.close(grace)
         finally:
@@ -252,6 +335,41 @@ class Runtime:
         self.balancer.set_admin(backend, Admin.DRAIN, "draining by the operator")
         return f"{name} draining: takes nothing new"
 
+    def set_algorithm(self, name: str) -> str:
+        """Switch the balancing algorithm live; `next` takes the one after the current."""
+        old = self.balancer.algorithm_name
+        if name == "next":
+            names = list(ALGORITHMS)
+            name = names[(names.index(old) + 1) % len(names)] if old in names else names[0]
+        self.balancer.set_algorithm(name)
+        self.log.event(f"operator: algorithm {old} -> {name}")
+        return f"algorithm {name}" + ("" if name != old else " (unchanged)")
+
+    def set_weight(self, which: str | int, weight: int) -> str:
+        name = self.resolve(which)
+        old = self.balancer.backend(name).weight
+        self.balancer.set_weight(name, weight)
+        self.log.event(f"operator: weight {name} {old} -> {weight}")
+        out = " (takes nothing new)" if weight == 0 else ""
+        return f"{name} weight {weight}{out}"
+
+    async def control(self, which: str | int, setting: str,
+                      value: float | int | bool | None) -> tuple[str, dict]:
+        """A setting or fault of one spawned server, through its supervisor.
+
+        Percentages (flaky, resets) go to the supervisor as fractions 0..1, latency
+        as `latency_ms`. Returns a line for the operator and the supervisor's answer.
+        """
+        name = self.resolve(which)
+        self._managed(name)
+        key = CONTROL_KEYS[setting]
+        if setting in ("flaky", "resets"):
+            value = float(value or 0) / 100
+        answer = await self.supervisor.control(name, **{key: value})
+        shown = describe_setting(setting, value)
+        self.log.event(f"operator: {setting} {name}{shown}")
+        return f"{name}: {setting}{shown}", answer if isinstance(answer, dict) else {}
+
     # ------------------------------------------------------------ reading the state
 
     def stats(self) -> BalancerStats:
@@ -270,6 +388,7 @@ class Runtime:
                 reason=b.reason, served=b.served, inflight=b.inflight, errors=b.errors,
                 redispatched=b.redispatched, mean_ms=b.mean_ms, p99_ms=b.p99_ms,
                 share=b.share, is_next=b.is_next, history=b.history,
+                weight=b.weight,
             ))
         return rows
 

@@ -39,8 +39,15 @@ async def serve(config: RuntimeConfig, stats_interval: float = 0.0) -> int:
                   flush=True)
             runtime.log.close()
             return 1
+        try:
+            admin = await runtime.start_control()
+        except OSError as exc:
+            print(f"lbconsole serve: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            return 1
         # The first stdout line is the contract with scripts: the real port.
         say(f"listening on {config.host}:{port}")
+        if admin is not None:
+            say(f"admin socket {admin}")
         runtime.balancer.listeners.append(
             lambda b, old, new, why: say(f"{b.name} {old} -> {new}: {why}"))
         await runtime.start_servers()

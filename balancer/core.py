@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from balancer.algorithms import make_algorithm
+from balancer.algorithms import make_algorithm, switch_algorithm
 from balancer.log import RequestLog
 from balancer.model import Admin, Asker, Backend, BalancerConfig, Entry, ServerState, judge
 from balancer.protocol import json_id
@@ -166,7 +166,7 @@ class Core:
 
     def set_algorithm(self, name: str) -> None:
         """Switch the algorithm live (ValueError for an unknown name)."""
-        algorithm = make_algorithm(name, self.backends, lambda b: b.eligible)
+        algorithm = switch_algorithm(self.algorithm, name)
         old = self.algorithm.name
         self.algorithm = algorithm
         self._rebuild()
@@ -260,7 +260,7 @@ class Core:
             # The algorithm picks every target of the chunk in one call (round
             # robin by slicing its ring, in C); the loop then does per request only
             # what every request needs.
-            targets = self.algorithm.picks(count)
+            targets = self.algorithm.pick_many(count)
             for prefix, line, backend in zip(prefixes, lines, targets, strict=True):
                 number = backend.sent + 1
                 backend.sent = number
