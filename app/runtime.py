@@ -138,6 +138,7 @@ class Runtime:
         self.supervisor = ServerSupervisor(host="127.0.0.1", on_event=self._on_process_event,
                                            delay=c.server_delay)
         self.started = False
+        self._locks: dict[str, asyncio.Lock] = {}
         self.control_server: ControlServer | None = None
         """The runtime socket (`lbconsole ctl`), open while the runtime runs."""
         self.batches: set[asyncio.Task] = set()
@@ -263,7 +264,8 @@ class Runtime:
 
     def _managed(self, name: str) -> ManagedServer:
         if name not in self.supervisor.servers:
-            raise KeyError(f"{name} was not started by lbconsole; it cannot be controlled here")
+            raise KeyError(f"{name} is not a process lbconsole started (a remote server): it "
+                           "cannot kill, restart, freeze or fault it; drain and stop work")
         return self.supervisor.servers[name]
 
     def kill(self, which: str | int) -> str:
@@ -288,25 +290,43 @@ class Runtime:
         self.log.event(f"operator: thaw {name} (SIGCONT pid {pid})")
         return f"{name} thawed (SIGCONT to pid {pid})"
 
+    def _lock(self, name: str) -> asyncio.Lock:
+        """One operator action on a server at a time: a stop still draining when a
+        restart of the same server starts cannot stop the new process."""
+        return self._locks.setdefault(name, asyncio.Lock())
+
     async def stop_server(self, which: str | int, drain_timeout: float = 5.0) -> str:
-        """Stop gently: take nothing new, finish what it has, then SIGTERM."""
+        """Stop gently: take nothing new, finish what it has, then SIGTERM (a server
+        lbconsole did not start is only taken out of service)."""
         name = self.resolve(which)
-        self._managed(name)
-        backend = self.balancer.backend(name)
-        self.log.event(f"operator: stop {name}")
-        self.balancer.set_admin(backend, Admin.DRAIN, "stopping: finishing requests in flight")
-        deadline = time.monotonic() + drain_timeout
-        while backend.inflight and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        self.balancer.set_admin(backend, Admin.STOPPED, "stopped by the operator")
-        await self.supervisor.stop(name)
+        remote = name not in self.supervisor.servers
+        async with self._lock(name):
+            backend = self.balancer.backend(name)
+            self.log.event(f"operator: stop {name}")
+            self.balancer.set_admin(backend, Admin.DRAIN,
+                                    "stopping: finishing requests in flight")
+            deadline = time.monotonic() + drain_timeout
+            while backend.inflight and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            self.balancer.set_admin(backend, Admin.STOPPED, "stopped by the operator")
+            if remote:
+                return (f"{name} stopped: out of service (lbconsole does not own its "
+                        "process; restart puts it back)")
+            await self.supervisor.stop(name)
         return f"{name} stopped"
 
     async def restart(self, which: str | int) -> str:
         name = self.resolve(which)
-        self._managed(name)
-        self.log.event(f"operator: restart {name}")
-        server = await self.supervisor.restart(name)
+        if name not in self.supervisor.servers:
+            backend = self.balancer.backend(name)
+            if backend.admin is Admin.STOPPED:
+                self.balancer.set_admin(backend, Admin.READY, "back in service")
+                self.log.event(f"operator: restart {name} (back in service)")
+                return f"{name} back in service after its checks (its process is not ours)"
+            self._managed(name)
+        async with self._lock(name):
+            self.log.event(f"operator: restart {name}")
+            server = await self.supervisor.restart(name)
         if server.state.value == "failed":
             return f"{name} failed to restart: {server.reason}"
         return f"{name} restarted (pid {server.pid}, port {server.port})"

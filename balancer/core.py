@@ -616,7 +616,12 @@ class Core:
             elif not hard:
                 reason = f"{verdict.fail_streak} checks failed: {reason}"
             self.set_health(backend, verdict.state, reason)
-        elif not ok and backend.health is ServerState.DOWN and backend.link is not None \
+        elif not ok and backend.health is ServerState.DOWN:
+            # Still DOWN: the table shows the latest cause (a network one for a
+            # remote server: connect timed out, no route to host, refused).
+            base = backend.reason.split("; now: ")[0]
+            backend.reason = f"{base}; now: {reason}"
+        if not ok and backend.health is ServerState.DOWN and backend.link is not None \
                 and verdict.fail_streak >= self.config.health.fall:
             # DOWN and still silent on its old connection (frozen, black-holed):
             # tear the connection down; the next check opens a new one.
@@ -643,8 +648,9 @@ class Core:
                 waited = now - oldest.since
                 if waited > timeout:
                     if backend.health is ServerState.UP:
+                        guess = "unreachable?" if backend.remote else "frozen?"
                         self.set_health(backend, ServerState.DOWN,
-                                        f"no answer for {waited:.1f}s (frozen?)")
+                                        f"no answer for {waited:.1f}s ({guess})")
                     else:
                         self._take_back(backend, f"no answer for {waited:.1f}s")
         waiting = self.waiting

@@ -19,7 +19,6 @@ from collections import Counter
 
 import orjson
 import pytest
-from balancer.service import Balancer
 
 from app.control.batch import (
     BatchResult,
@@ -33,6 +32,7 @@ from app.control.compare import compare_live, compare_table
 from app.control.grammar import MAX_WORK_MS, Compare, Work
 from app.runtime import Runtime
 from backends.supervisor import ServerSupervisor
+from balancer.service import Balancer
 from tests.conftest import RuntimeFactory
 
 LAB_READY = ("SHIM" not in inspect.getsource(Balancer)
