@@ -124,9 +124,12 @@ class RoundRobin(Algorithm[M]):
         if not n or count <= 0:
             return []
         pos = self.pos
-        laps = (pos + count) // n + 1
-        out = (ring * laps)[pos:pos + count]
-        self.pos = (pos + count) % n
+        end = pos + count
+        if end <= n:
+            out = ring[pos:end]
+        else:
+            out = (ring * (end // n + 1))[pos:end]
+        self.pos = end % n
         self.picks += count
         return out
 

@@ -162,6 +162,6 @@ async def open_link(core: Core, backend: Backend, timeout: float) -> None:
     except TimeoutError:
         raise ConnectionError("connect timed out") from None
     tune(transport.get_extra_info("socket"), core.config.request_timeout)
-    if generation != backend.generation or not core.attach(backend, link):
+    if generation != backend.generation or not core.attach(backend, link, transport.write):
         # The server moved while we connected, or another check got there first.
         transport.close()

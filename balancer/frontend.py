@@ -183,7 +183,10 @@ class ClientConnection(asyncio.Protocol):
                 lines = [line for line in lines if line]
             seq = self.seq
             self.seq = seq + len(lines)
-            prefixes = [b'{"id":%d' % n for n in range(seq + 1, self.seq + 1)]
+            if len(lines) == 1:
+                prefixes = [b'{"id":%d' % self.seq]  # cheaper than the comprehension
+            else:
+                prefixes = [b'{"id":%d' % n for n in range(seq + 1, self.seq + 1)]
         self._send(prefixes, lines)
         if self.state is OPEN and len(self.buffer) > MAX_LINE:
             self._too_long()

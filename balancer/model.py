@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -167,6 +168,7 @@ class Backend:
         "suffix",
         "violations",
         "weight",
+        "write",
     )
 
     def __init__(self, name: str, host: str | None, port: int | None,
@@ -192,6 +194,8 @@ class Backend:
         self.out: list[bytes] = []
         self.link: Any = None
         """The current connection (a `backend.ServerLink`), or None."""
+        self.write: Callable[[bytes], None] | None = None
+        """Sends bytes on the current connection."""
         self.dirty = False
         """True while queued in the core's list of servers to write to."""
         self.suffix = b',"server":' + orjson.dumps(name) + b"}\n"
