@@ -23,7 +23,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Footer, Input, Label, Static
 
 from app import commands as cmd
 from app.operator import Operator, Outcome
@@ -50,7 +50,9 @@ different ticks: a DataTable redraws every cell after any `update_cell`, the mos
 expensive thing on screen. States, the status line and batch progress still change
 on every tick."""
 HINT = "/ to type a request or a command (random 1000, kill 2, help) · ? help · q quit"
-SERVER_KEYS = {"server", "add_server", "select"}
+MAIN_SCREEN_ACTIONS = {"server", "add_server", "select", "pause", "log_filter", "focus_input",
+                       "help"}
+"""Actions of the dashboard's keys: none of them runs behind a modal screen (help, palette)."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,11 @@ class ConsoleApp(App[SessionSummary | None]):
         Binding("a", "add_server", "add"),
         Binding("p", "pause", "pause"),
         Binding("l", "log_filter", "log: events only / all", show=False),
-        Binding("slash", "focus_input", "input"),
-        Binding("question_mark", "help", "help"),
+        # Priority: these run when the App takes the key off its queue, before it forwards
+        # the keys behind it, and move focus at once (see `action_focus_input`).
+        Binding("slash,colon", "focus_input", "input", key_display="/", priority=True),
+        Binding("escape", "leave_input", "leave input", priority=True),
+        Binding("question_mark", "help", "help", priority=True),
         Binding("q", "quit", "quit"),
     ]
 
@@ -204,8 +209,21 @@ class ConsoleApp(App[SessionSummary | None]):
     # ------------------------------------------------------------ keys
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # The help screen is modal: keys behind it must not kill servers.
-        return not (action in SERVER_KEYS and isinstance(self.screen, HelpScreen))
+        if action == "leave_input":
+            return isinstance(self.focused, CommandInput)
+        if action in MAIN_SCREEN_ACTIONS:
+            # Behind a modal screen (help, the palette) the dashboard's keys do nothing, and
+            # typed in a box the priority ones (`/`, `:`, `?`) are characters.
+            if self.screen is not self.screen_stack[0]:
+                return None  # dimmed in the footer; the key goes to the modal screen
+            if action in ("focus_input", "help") and self.typing:
+                return None  # shown dimmed in the footer, the key is typed
+        return True
+
+    @property
+    def typing(self) -> bool:
+        """Whether keys now go to a text box (the input, the palette's search)."""
+        return isinstance(self.focused, Input)
 
     def action_select(self, number: int) -> None:
         table = self.query_one(ServerTable)
@@ -235,10 +253,23 @@ class ConsoleApp(App[SessionSummary | None]):
         self.tick()
 
     def action_focus_input(self) -> None:
-        self.query_one(CommandInput).focus()
+        """Focus the input box now, not on the next idle turn.
+
+        The driver posts a burst of keys (a fast typist, a paste-like `tmux send-keys`)
+        to the App's queue at once, and the App forwards each key to whatever has focus
+        when it takes that key off the queue. `Widget.focus()` only schedules the change
+        (`call_later`), so the keys behind `/` would still reach the servers table and
+        its bindings (`k` kills). This priority binding runs as the App takes `/` off the
+        queue, and `set_focus` changes focus before the next key is forwarded.
+        """
+        self.set_focus(self.query_one(CommandInput))
+
+    def action_leave_input(self) -> None:
+        """Esc: back to the servers table, at once for the same reason."""
+        self.set_focus(self.query_one(ServerTable))
 
     def on_command_input_left(self, _: CommandInput.Left) -> None:
-        self.query_one(ServerTable).focus()
+        self.set_focus(self.query_one(ServerTable))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

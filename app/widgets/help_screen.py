@@ -23,7 +23,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("a", "add a server"),
     ("p", "pause / resume the scrolling panels"),
     ("l", "log panel: events only (connections, states, actions) / every line"),
-    ("/", "type in the input box;  Esc leaves it"),
+    ("/ or :", "type in the input box;  Esc leaves it"),
     ("↑ ↓  →", "in the input: history; accept the suggestion"),
     ("ctrl+p", "command palette"),
     ("?", "this help"),
