@@ -23,7 +23,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from app import commands as cmd
 from app.operator import Operator, Outcome
@@ -32,6 +32,7 @@ from app.source import ConsoleSource, LiveSource
 from app.summary import SessionSummary, summary_table
 from app.widgets.batch_bar import BatchBar
 from app.widgets.command_input import CommandInput
+from app.widgets.footer import ConsoleFooter
 from app.widgets.help_screen import HelpScreen
 from app.widgets.log_panel import LogPanel
 from app.widgets.responses import ResponsesView
@@ -134,7 +135,7 @@ class ConsoleApp(App[SessionSummary | None]):
             yield Label("›", id="prompt")
             yield CommandInput(id="input")
         yield Static(HINT, id="message")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.panels = Panels(
@@ -190,7 +191,8 @@ class ConsoleApp(App[SessionSummary | None]):
         w = self.panels
         with self.batch_update():
             w.status.show(stats, servers=len(rows), paused=self.paused, note=self.note)
-            w.table.show(rows, counters=counter_turn)
+            w.table.show(rows, counters=counter_turn,
+                         p50={b.name: b.p50_ms for b in stats.backends})
             w.chart.show([(r.name, r.history) for r in rows])
             w.batch.show(self.operator.progress)
             if finished is not None:
@@ -217,7 +219,7 @@ class ConsoleApp(App[SessionSummary | None]):
             if self.screen is not self.screen_stack[0]:
                 return None  # dimmed in the footer; the key goes to the modal screen
             if action in ("focus_input", "help") and self.typing:
-                return None  # shown dimmed in the footer, the key is typed
+                return False  # the key is typed; the footer still shows `? help`
         return True
 
     @property

@@ -148,12 +148,14 @@ def fresh_start() -> FrozenSource:
 
 def server_killed() -> FrozenSource:
     rows = [
-        row("server1", served=1204, mean_ms=0.42, p99_ms=1.9, share=0.5, is_next=False,
+        row("server1", served=1204, inflight=12, mean_ms=0.42, p99_ms=1.9, share=0.5,
+            is_next=False,
             history=(0, 0, 120, 310, 305, 298, 450, 612)),
         row("server2", pid=None, state="DOWN", reason="connection lost", served=600,
             redispatched=3, mean_ms=0.45, p99_ms=2.1, share=0.25, history=(0, 0, 120, 310,
                                                                             305, 298, 0, 0)),
-        row("server3", served=604, mean_ms=0.40, p99_ms=1.7, share=0.25, is_next=True,
+        row("server3", served=604, inflight=48, mean_ms=0.40, p99_ms=1.7, share=0.25,
+            is_next=True,
             history=(0, 0, 120, 310, 305, 298, 450, 611)),
     ]
     routes = [
