@@ -34,6 +34,7 @@ from app.widgets.batch_bar import BatchBar
 from app.widgets.command_input import CommandInput
 from app.widgets.footer import ConsoleFooter
 from app.widgets.help_screen import HelpScreen
+from app.widgets.latency import LatencyChart
 from app.widgets.log_panel import LogPanel
 from app.widgets.responses import ResponsesView
 from app.widgets.routing import RoutingView
@@ -52,7 +53,7 @@ expensive thing on screen. States, the status line and batch progress still chan
 on every tick."""
 HINT = "/ to type a request or a command (random 1000, kill 2, help) · ? help · q quit"
 MAIN_SCREEN_ACTIONS = {"server", "add_server", "select", "pause", "log_filter", "focus_input",
-                       "help"}
+                       "help", "latency"}
 """Actions of the dashboard's keys: none of them runs behind a modal screen (help, palette)."""
 
 
@@ -67,6 +68,7 @@ class Panels:
     routing: RoutingView
     responses: ResponsesView
     log: LogPanel
+    latency: LatencyChart
 
 
 def css_paths() -> list[Path]:
@@ -96,6 +98,7 @@ class ConsoleApp(App[SessionSummary | None]):
         Binding("a", "add_server", "add"),
         Binding("p", "pause", "pause"),
         Binding("l", "log_filter", "log: events only / all", show=False),
+        Binding("g", "latency", "latency"),
         # Priority: these run when the App takes the key off its queue, before it forwards
         # the keys behind it, and move focus at once (see `action_focus_input`).
         Binding("slash,colon", "focus_input", "input", key_display="/", priority=True),
@@ -131,6 +134,7 @@ class ConsoleApp(App[SessionSummary | None]):
                 yield ThroughputChart(id="throughput")
             yield ResponsesView(id="responses")
         yield LogPanel(id="log")
+        yield LatencyChart(id="latency")
         with Horizontal(id="input-row"):
             yield Label("›", id="prompt")
             yield CommandInput(id="input")
@@ -142,9 +146,10 @@ class ConsoleApp(App[SessionSummary | None]):
             status=self.query_one(StatusBar), table=self.query_one(ServerTable),
             chart=self.query_one(ThroughputChart), batch=self.query_one(BatchBar),
             routing=self.query_one(RoutingView), responses=self.query_one(ResponsesView),
-            log=self.query_one(LogPanel))
+            log=self.query_one(LogPanel), latency=self.query_one(LatencyChart))
         self.set_titles()
         self.query_one("#routing-box").border_subtitle = "answers/s, last minute"
+        self.query_one("#latency").border_subtitle = "g: back to the panels"
         if self.source.log_path:
             self.query_one("#log").border_subtitle = self.source.log_path
         self.query_one(ServerTable).focus()
@@ -155,7 +160,8 @@ class ConsoleApp(App[SessionSummary | None]):
         paused = " · PAUSED" if self.paused else ""
         events = " · events only" if self.query_one(LogPanel).events_only else ""
         titles = {"#servers": "Servers", "#routing-box": f"Routing{paused}",
-                  "#responses": f"Responses{paused}", "#log": f"Log{events}{paused}"}
+                  "#responses": f"Responses{paused}", "#log": f"Log{events}{paused}",
+                  "#latency": "Latency per server, last minute"}
         for selector, title in titles.items():
             self.query_one(selector).border_title = title
 
@@ -195,6 +201,7 @@ class ConsoleApp(App[SessionSummary | None]):
                          p50={b.name: b.p50_ms for b in stats.backends})
             w.chart.show([(r.name, r.history) for r in rows])
             w.batch.show(self.operator.progress)
+            w.latency.show(source.latency(stats))
             if finished is not None:
                 self.say(finished)
             if scroll_turn and not self.paused:
@@ -254,6 +261,14 @@ class ConsoleApp(App[SessionSummary | None]):
                          if log.events_only else "log: every line, as in the file"))
         self.tick()
 
+    def action_latency(self) -> None:
+        """Swap the routing, responses and log panels for the latency chart, and back."""
+        showing = not self.has_class("-latency")
+        self.set_class(showing, "-latency")
+        self.say(Outcome("latency: p50 and p99 per server, last minute (g goes back)"
+                         if showing else "panels back"))
+        self.tick()
+
     def action_focus_input(self) -> None:
         """Focus the input box now, not on the next idle turn.
 
@@ -310,6 +325,8 @@ class ConsoleApp(App[SessionSummary | None]):
         yield SystemCommand("Add server", "spawn one more calculation server",
                             self.action_add_server)
         yield SystemCommand("Pause / resume", "pause the scrolling panels", self.action_pause)
+        yield SystemCommand("Latency view", "p50 and p99 per server over the last minute (g)",
+                            self.action_latency)
         yield SystemCommand("Help", "keys and commands", self.action_help)
 
     # ------------------------------------------------------------ the input box

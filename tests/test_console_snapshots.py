@@ -56,3 +56,7 @@ def test_after_batch(snap_compare) -> None:
 
 def test_help_screen(snap_compare) -> None:
     assert snap_compare(ConsoleApp(fresh_start()), terminal_size=(120, 40), press=["?"])
+
+
+def test_latency_view_80x24(snap_compare) -> None:
+    assert snap_compare(ConsoleApp(server_killed()), terminal_size=(80, 24), press=["g"])

@@ -23,6 +23,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("a", "add a server"),
     ("p", "pause / resume the scrolling panels"),
     ("l", "log panel: events only (connections, states, actions) / every line"),
+    ("g", "latency view: p50 and p99 per server over the last minute / the panels"),
     ("/ or :", "type in the input box;  Esc leaves it"),
     ("↑ ↓  →", "in the input: history; accept the suggestion"),
     ("ctrl+p", "command palette"),
