@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import sys
 from collections.abc import Iterable
@@ -53,7 +54,7 @@ expensive thing on screen. States, the status line and batch progress still chan
 on every tick."""
 HINT = "/ to type a request or a command (random 1000, kill 2, help) · ? help · q quit"
 MAIN_SCREEN_ACTIONS = {"server", "add_server", "select", "pause", "log_filter", "focus_input",
-                       "help", "latency"}
+                       "help", "latency", "save_screenshot"}
 """Actions of the dashboard's keys: none of them runs behind a modal screen (help, palette)."""
 
 
@@ -99,6 +100,7 @@ class ConsoleApp(App[SessionSummary | None]):
         Binding("p", "pause", "pause"),
         Binding("l", "log_filter", "log: events only / all", show=False),
         Binding("g", "latency", "latency"),
+        Binding("ctrl+s", "save_screenshot", "screenshot"),
         # Priority: these run when the App takes the key off its queue, before it forwards
         # the keys behind it, and move focus at once (see `action_focus_input`).
         Binding("slash,colon", "focus_input", "input", key_display="/", priority=True),
@@ -269,6 +271,24 @@ class ConsoleApp(App[SessionSummary | None]):
                          if showing else "panels back"))
         self.tick()
 
+    def action_save_screenshot(self) -> None:
+        """An SVG of the screen as it is now, into the working folder; says where.
+
+        In a browser (`lbconsole web`) the file is offered as a download instead.
+        """
+        if self.is_web:
+            self.deliver_screenshot()
+            self.notify("screenshot sent to the browser as a download", title="Screenshot")
+            return
+        self.clear_notifications()  # the picture is of the console, not of earlier toasts
+        try:
+            path = Path(self.save_screenshot(path=os.getcwd())).resolve()
+        except OSError as exc:
+            self.say(Outcome(f"screenshot not saved: {exc.strerror or exc}", error=True))
+            return
+        self.notify(str(path), title="Screenshot saved")
+        self.say(Outcome(f"screenshot saved to {path}"))
+
     def action_focus_input(self) -> None:
         """Focus the input box now, not on the next idle turn.
 
@@ -325,6 +345,8 @@ class ConsoleApp(App[SessionSummary | None]):
         yield SystemCommand("Add server", "spawn one more calculation server",
                             self.action_add_server)
         yield SystemCommand("Pause / resume", "pause the scrolling panels", self.action_pause)
+        yield SystemCommand("Save screenshot here", "an SVG of the screen, into the working "
+                            "folder (ctrl+s)", self.action_save_screenshot)
         yield SystemCommand("Latency view", "p50 and p99 per server over the last minute (g)",
                             self.action_latency)
         yield SystemCommand("Help", "keys and commands", self.action_help)

@@ -29,6 +29,9 @@ UI draws a frame. Measured here against 1024 and 4096 (4096 meets the balancer's
 per-client limit, which pauses reading and costs more than it gains)."""
 
 
+SERVING = frozenset({"UP", "DRAINING"})
+"""States in which a server's latency is still being measured."""
+
 LatencyPoint = tuple[float, float | None, float | None]
 """(seconds before the latest sample, p50 ms, p99 ms)."""
 
@@ -51,7 +54,10 @@ class LatencyHistory:
         """Keep a sample of `stats` if the last one is a second old; whether it did."""
         if self.samples and now - self.samples[-1][0] < 1.0:
             return False
-        self.samples.append((now, {b.name: (b.p50_ms, b.p99_ms) for b in stats.backends}))
+        # A server that is not serving keeps its last percentiles: not a measurement.
+        self.samples.append((now, {
+            b.name: (b.p50_ms, b.p99_ms) if b.state in SERVING else (None, None)
+            for b in stats.backends}))
         self.version += 1
         return True
 

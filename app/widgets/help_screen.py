@@ -24,6 +24,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("p", "pause / resume the scrolling panels"),
     ("l", "log panel: events only (connections, states, actions) / every line"),
     ("g", "latency view: p50 and p99 per server over the last minute / the panels"),
+    ("ctrl+s", "save an SVG screenshot of the screen into the working folder"),
     ("/ or :", "type in the input box;  Esc leaves it"),
     ("↑ ↓  →", "in the input: history; accept the suggestion"),
     ("ctrl+p", "command palette"),

@@ -1,8 +1,9 @@
-"""The latency view: the per-second history it draws from, the `g` toggle and the chart."""
+"""Pictures: the latency view (its history, the `g` toggle, the chart) and screenshots."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from textual.command import CommandPalette
 from textual.pilot import Pilot
@@ -34,6 +35,14 @@ def test_one_sample_a_second_for_the_last_minute() -> None:
     assert len(series["server1"]) == 61
     assert series["server1"][0][0] == -60.0 and series["server1"][-1] == (0.0, 199.0, 1.0)
     assert "server2" not in series  # gone for longer than the window
+
+
+def test_a_server_that_is_down_has_no_latency_points() -> None:
+    history = LatencyHistory()
+    down = stats([], backends=(backend("server1", 0.5, 2.0),
+                               replace(backend("server2", 0.7, 3.0), state="DOWN")))
+    history.record(0.0, down)
+    assert history.series() == {"server1": [(0.0, 0.5, 2.0)], "server2": [(0.0, None, None)]}
 
 
 def test_a_server_added_later_joins_the_chart() -> None:
@@ -82,3 +91,19 @@ async def test_the_latency_view_is_in_the_palette() -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.has_class("-latency"))
         assert app.has_class("-latency")
+
+
+async def test_ctrl_s_saves_an_svg_in_the_working_folder_and_says_where(
+        tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    app = ConsoleApp(server_killed())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: list(tmp_path.glob("*.svg")))
+        [saved] = list(tmp_path.glob("*.svg"))
+        svg = saved.read_text()
+        assert svg.startswith("<svg") and "Servers" in svg and "server2" in svg
+        notes = [n.message for n in app._notifications]
+        assert any(str(saved.resolve()) in note for note in notes), notes
+        assert str(saved.resolve()) in str(app.query_one("#message").render())
