@@ -1,4 +1,4 @@
-"""`lbconsole` command line: the console (default), `serve`, `client` and `bench`."""
+"""`lbconsole` command line: the console (default), `serve`, `client`, `web` and `bench`."""
 
 from __future__ import annotations
 
@@ -30,11 +30,27 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--window", type=int, default=1024,
                         help="requests kept in flight by random batches (default 1024)")
 
+    web = sub.add_parser("web", help="serve the console in a browser (textual-serve)")
+    add_runtime_options(web)
+    web.add_argument("--web-host", default="127.0.0.1", metavar="H",
+                     help="address the web server listens on (default 127.0.0.1; anything "
+                          "else lets that network drive the console, with no login)")
+    web.add_argument("--web-port", type=int, default=8000, metavar="P",
+                     help="web server port (default 8000; 0 picks a free one)")
+
     bench = sub.add_parser("bench", help="measure throughput and latency against the targets")
     from app.bench.bench import add_bench_options
 
     add_bench_options(bench)
     return parser
+
+
+def web_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The `web` subcommand's parser: its options are what `web` passes to each console."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices["web"]
+    raise LookupError("no web subcommand")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,11 +65,15 @@ def main(argv: list[str] | None = None) -> int:
             from app.terminal_client import client_main
 
             return client_main(args.address, quiet=args.quiet, raw=args.json, window=args.window)
+        if args.command == "web":
+            from app.web import web_main
+
+            return web_main(web_parser(parser), args)
         if args.command == "bench":
             from app.bench.bench import bench_main
 
             return bench_main(args)
-        from app.console import console_main
+        from app.console_main import console_main
 
         return console_main(runtime_config(args), headless=args.headless)
     except KeyboardInterrupt:

@@ -8,18 +8,13 @@ are given, so nothing is touched per request.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import os
-import signal
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from rich.console import Console
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -28,9 +23,9 @@ from textual.widgets import Input, Label, Static
 
 from app import commands as cmd
 from app.operator import Operator, Outcome
-from app.runtime import RuntimeConfig, ServerRow
-from app.source import ConsoleSource, LiveSource
-from app.summary import SessionSummary, summary_table
+from app.runtime import ServerRow
+from app.source import ConsoleSource
+from app.summary import SessionSummary
 from app.widgets.batch_bar import BatchBar
 from app.widgets.command_input import CommandInput
 from app.widgets.footer import ConsoleFooter
@@ -42,7 +37,6 @@ from app.widgets.routing import RoutingView
 from app.widgets.server_table import ServerTable
 from app.widgets.status import StatusBar
 from app.widgets.throughput import ThroughputChart
-from balancer import eventloop
 from balancer.stats import BalancerStats
 
 TICK = 0.1
@@ -399,42 +393,3 @@ class ConsoleApp(App[SessionSummary | None]):
             self.tick()
 
         self.run_worker(run(), group="commands")
-
-
-# ---------------------------------------------------------------- entry point
-
-
-def _listening(address: str) -> None:
-    # Textual captures sys.stdout while the app runs; scripts read the real one.
-    out = sys.__stdout__
-    if out is not None:
-        out.write(f"listening on {address}\n")
-        out.flush()
-
-
-async def _run(app: ConsoleApp, source: LiveSource, headless: bool) -> SessionSummary | None:
-    loop = asyncio.get_running_loop()
-    quit_signals = (signal.SIGTERM, signal.SIGINT) if headless else (signal.SIGTERM,)
-    for sig in quit_signals:
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(app.action_quit()))
-    try:
-        return await app.run_async(headless=headless)
-    finally:
-        for sig in quit_signals:
-            loop.remove_signal_handler(sig)
-        await source.stop()
-
-
-def console_main(config: RuntimeConfig, headless: bool = False) -> int:
-    source = LiveSource(config, on_listening=_listening if headless else None)
-    app = ConsoleApp(source, freeze_gc=True)
-    try:
-        summary = eventloop.run(_run(app, source, headless))
-    finally:
-        source.kill_now()
-    if app.failure:
-        print(app.failure, file=sys.stderr)
-    if summary is not None:
-        with contextlib.suppress(OSError):
-            Console().print(summary_table(summary))
-    return app.return_code or 0
