@@ -16,17 +16,20 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
 from app import commands as cmd
+from app import keys
+from app.history import History
 from app.operator import Operator, Outcome
 from app.runtime import ServerRow
 from app.source import ConsoleSource
 from app.summary import SessionSummary
-from app.widgets.batch_bar import BatchBar
+from app.widgets import css_paths
+from app.widgets.batch_bar import BatchBar, window_title
 from app.widgets.command_input import CommandInput
 from app.widgets.footer import ConsoleFooter
 from app.widgets.help_screen import HelpScreen
@@ -46,10 +49,6 @@ Then the scrolling panels redraw at 5 Hz and the table's counters at 2.5 Hz, on
 different ticks: a DataTable redraws every cell after any `update_cell`, the most
 expensive thing on screen. States, the status line and batch progress still change
 on every tick."""
-HINT = "/ to type a request or a command (random 1000, kill 2, help) · ? help · q quit"
-MAIN_SCREEN_ACTIONS = {"server", "add_server", "select", "pause", "log_filter", "focus_input",
-                       "help", "latency", "save_screenshot"}
-"""Actions of the dashboard's keys: none of them runs behind a modal screen (help, palette)."""
 
 
 @dataclass(frozen=True)
@@ -66,46 +65,20 @@ class Panels:
     latency: LatencyChart
 
 
-def css_paths() -> list[Path]:
-    """`styles/*.tcss` from the repository, or the copy the wheel puts in `app/styles`."""
-    here = Path(__file__).resolve().parent
-    for folder in (here.parent / "styles", here / "styles"):
-        found = sorted(folder.glob("*.tcss"))
-        if found:
-            return found
-    return []
-
-
 class ConsoleApp(App[SessionSummary | None]):
     """Servers, routing, responses, log and an input box over one `ConsoleSource`."""
 
     TITLE = "lbconsole"
     CSS_PATH = css_paths()  # type: ignore[assignment]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "select(1)", "select", key_display="1-9"),
-        *(Binding(str(i), f"select({i})", f"select server {i}", show=False)
-          for i in range(2, 10)),
-        Binding("k", "server('kill')", "kill"),
-        Binding("s", "server('stop')", "stop"),
-        Binding("r", "server('restart')", "restart"),
-        Binding("d", "server('drain')", "drain"),
-        Binding("a", "add_server", "add"),
-        Binding("p", "pause", "pause"),
-        Binding("l", "log_filter", "log: events only / all", show=False),
-        Binding("g", "latency", "latency"),
-        Binding("ctrl+s", "save_screenshot", "screenshot"),
-        # Priority: these run when the App takes the key off its queue, before it forwards
-        # the keys behind it, and move focus at once (see `action_focus_input`).
-        Binding("slash,colon", "focus_input", "input", key_display="/", priority=True),
-        Binding("escape", "leave_input", "leave input", priority=True),
-        Binding("question_mark", "help", "help", priority=True),
-        Binding("q", "quit", "quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = list(keys.BINDINGS)
 
     def __init__(self, source: ConsoleSource, *, tick: float = TICK,
-                 freeze_gc: bool = False) -> None:
+                 freeze_gc: bool = False, history: Path | None = None) -> None:
         super().__init__()
+        self.history = History(history)
+        """The input box's history; kept in the file `history` if given."""
+        self.terminal_title = ""
         self.freeze_gc = freeze_gc
         self.source = source
         self.operator = Operator(source)
@@ -133,8 +106,8 @@ class ConsoleApp(App[SessionSummary | None]):
         yield LatencyChart(id="latency")
         with Horizontal(id="input-row"):
             yield Label("›", id="prompt")
-            yield CommandInput(id="input")
-        yield Static(HINT, id="message")
+            yield CommandInput(history=self.history, id="input")
+        yield Static(keys.HINT, id="message")
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
@@ -197,6 +170,7 @@ class ConsoleApp(App[SessionSummary | None]):
                          p50={b.name: b.p50_ms for b in stats.backends})
             w.chart.show([(r.name, r.history) for r in rows])
             w.batch.show(self.operator.progress)
+            self.set_terminal_title(window_title(stats.address, self.operator.progress))
             w.latency.show(source.latency(stats))
             if finished is not None:
                 self.say(finished)
@@ -205,6 +179,24 @@ class ConsoleApp(App[SessionSummary | None]):
                 w.responses.show(source.answers())
                 w.log.show(*(source.event_lines() if w.log.events_only
                              else source.log_lines()))
+
+    def set_terminal_title(self, text: str) -> None:
+        """The terminal's window (or tmux pane) title, written only when it changes.
+
+        The first write saves the title the terminal had, and quitting puts it back.
+        """
+        if text == self.terminal_title:
+            return
+        first = not self.terminal_title
+        self.terminal_title = text
+        driver = self._driver
+        if driver is not None and not self.is_headless:
+            driver.write(("\x1b[22;2t" if first else "") + f"\x1b]2;{text}\x07")
+
+    def restore_terminal_title(self) -> None:
+        driver = self._driver
+        if self.terminal_title and driver is not None and not self.is_headless:
+            driver.write("\x1b[23;2t")
 
     def say(self, outcome: Outcome) -> None:
         message = self.query_one("#message", Static)
@@ -216,7 +208,7 @@ class ConsoleApp(App[SessionSummary | None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "leave_input":
             return isinstance(self.focused, CommandInput)
-        if action in MAIN_SCREEN_ACTIONS:
+        if action in keys.MAIN_SCREEN_ACTIONS:
             # Behind a modal screen (help, the palette) the dashboard's keys do nothing, and
             # typed in a box the priority ones (`/`, `:`, `?`) are characters.
             if self.screen is not self.screen_stack[0]:
@@ -299,6 +291,20 @@ class ConsoleApp(App[SessionSummary | None]):
         """Esc: back to the servers table, at once for the same reason."""
         self.set_focus(self.query_one(ServerTable))
 
+    def action_search_history(self) -> None:
+        """ctrl+r on the dashboard: into the input box, searching the history."""
+        box = self.query_one(CommandInput)
+        self.set_focus(box)
+        box.action_search_history()
+
+    def on_command_input_searched(self, event: CommandInput.Searched) -> None:
+        looked = f"'{event.text}'" if event.text else "anything"
+        if event.found is None:
+            self.say(Outcome(f"history: nothing older with {looked}", error=True))
+        else:
+            self.say(Outcome(f"history: {looked} → {event.found}   (ctrl+r: older · "
+                             "Enter: run · Esc: leave)"))
+
     def on_command_input_left(self, _: CommandInput.Left) -> None:
         self.set_focus(self.query_one(ServerTable))
 
@@ -326,24 +332,14 @@ class ConsoleApp(App[SessionSummary | None]):
                 stats = self.source.stats()
                 summary = SessionSummary(stats, tuple(self.source.rows(stats)),
                                          self.source.log_path)
+            self.restore_terminal_title()
             self.exit(summary)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for action, text in (("kill", "SIGKILL the selected server (a crash)"),
-                             ("stop", "stop the selected server gently"),
-                             ("restart", "restart the selected server"),
-                             ("drain", "drain the selected server, or undo")):
-            yield SystemCommand(f"{action.capitalize()} server", text,
-                                lambda a=action: self.action_server(a))
-        yield SystemCommand("Add server", "spawn one more calculation server",
-                            self.action_add_server)
-        yield SystemCommand("Pause / resume", "pause the scrolling panels", self.action_pause)
-        yield SystemCommand("Save screenshot here", "an SVG of the screen, into the working "
-                            "folder (ctrl+s)", self.action_save_screenshot)
-        yield SystemCommand("Latency view", "p50 and p99 per server over the last minute (g)",
-                            self.action_latency)
-        yield SystemCommand("Help", "keys and commands", self.action_help)
+        for title, help_text, action in keys.PALETTE:
+            yield SystemCommand(title, help_text,
+                                lambda action=action: self.run_worker(self.run_action(action)))
 
     # ------------------------------------------------------------ the input box
 

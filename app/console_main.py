@@ -15,6 +15,7 @@ import sys
 from rich.console import Console
 
 from app.console import ConsoleApp
+from app.history import history_path
 from app.runtime import RuntimeConfig
 from app.source import LiveSource
 from app.summary import SessionSummary, summary_table
@@ -44,7 +45,7 @@ async def _run(app: ConsoleApp, source: LiveSource, headless: bool) -> SessionSu
 
 def console_main(config: RuntimeConfig, headless: bool = False) -> int:
     source = LiveSource(config, on_listening=_listening if headless else None)
-    app = ConsoleApp(source, freeze_gc=True)
+    app = ConsoleApp(source, freeze_gc=True, history=history_path())
     try:
         summary = eventloop.run(_run(app, source, headless))
     finally:

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
+from app import keys
 from app.console import ConsoleApp
 from app.runtime import RuntimeConfig
 from app.source import LiveSource
-from app.widgets.footer import ConsoleFooter, fit, item_width
+from app.widgets.footer import FOOTER_DROP_ORDER, ConsoleFooter, fit, item_width
 from app.widgets.log_panel import LogPanel
 from app.widgets.responses import ResponsesView
 from app.widgets.routing import RoutingView
@@ -127,3 +128,8 @@ async def test_resizing_while_a_batch_runs_keeps_it_going_and_keeps_the_panels(
         await pilot.press(*"cancel", "enter")  # the input box still has focus
         await until(pilot, lambda: not op.batch_running, 10, "the batch to stop")
         assert [r.state for r in live.rows] == ["UP"] * 3
+
+
+def test_the_footer_drop_order_names_real_actions() -> None:
+    actions = {binding.action for binding in keys.BINDINGS} | {"command_palette"}
+    assert set(FOOTER_DROP_ORDER) <= actions, set(FOOTER_DROP_ORDER) - actions
