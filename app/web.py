@@ -183,7 +183,7 @@ def web_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, server.request_exit)
     try:
         web.run_app(server._make_app(), sock=sock, handle_signals=False, loop=loop,
-                    print=None, shutdown_timeout=STOP_GRACE)
+                    print=None, access_log=None, shutdown_timeout=STOP_GRACE)
     finally:
         loop.close()
     return 0

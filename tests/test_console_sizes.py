@@ -25,7 +25,7 @@ from app.widgets.server_table import (
     fit_columns,
     inflight_bar,
 )
-from tests.frozen import server_killed
+from tests.frozen import fresh_start, row, server_killed
 
 
 def test_columns_go_whole_and_in_the_documented_order() -> None:
@@ -133,3 +133,18 @@ async def test_resizing_while_a_batch_runs_keeps_it_going_and_keeps_the_panels(
 def test_the_footer_drop_order_names_real_actions() -> None:
     actions = {binding.action for binding in keys.BINDINGS} | {"command_palette"}
     assert set(FOOTER_DROP_ORDER) <= actions, set(FOOTER_DROP_ORDER) - actions
+
+
+async def test_many_servers_leave_room_for_the_scrollbar() -> None:
+    source = fresh_start()
+    app = ConsoleApp(source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        table = app.query_one(ServerTable)
+        wide = table.scrollable_content_region.width
+        source.server_rows = [row(f"server{i}", pid=5000 + i) for i in range(1, 15)]
+        await until(pilot, lambda: table.row_count == 14, 5, "14 rows")
+        await until(pilot, lambda: table.scrollable_content_region.width < wide
+                    and table.reason_width == fit_columns(
+                        table.scrollable_content_region.width)[1], 5, "a refit")
+        assert table.show_vertical_scrollbar

@@ -14,6 +14,8 @@ import contextlib
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -51,6 +53,21 @@ def test_only_a_loopback_host_goes_without_a_warning() -> None:
     for host in ("0.0.0.0", "::", "192.168.1.10", "example.org"):
         warning = host_warning(host, f"http://{host}:8000")
         assert warning and "warning" in warning and host in warning and "no login" in warning
+
+
+def test_a_taken_web_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "web", "--web-port", str(port)],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "--web-port 0" in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""
 
 
 def descendants(root: int) -> dict[int, str]:
@@ -98,7 +115,7 @@ async def test_the_console_in_headless_chromium(tmp_path: Path) -> None:
         sys.executable, "-m", "app.cli", "web", "--port", "0", "--web-port", "0",
         "--check-interval", "0.2", "--log-file", str(tmp_path / "lb.log"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path / "state")})
     seen: set[int] = set()
     try:
         assert process.stdout is not None
@@ -128,6 +145,8 @@ async def test_the_console_in_headless_chromium(tmp_path: Path) -> None:
                                 20, "server2 DOWN after typing kill 2 in the page")
             await eventually(lambda: len(servers_under(process.pid)) == 2, 10,
                              "server2's process to go")
+            history = tmp_path / "state" / "lbconsole" / "history"
+            assert history.read_text() == "kill 2\n"  # the typed line, kept in XDG_STATE_HOME
             log = tmp_path / "lb.log"  # --log-file passed through to the tab's console
             await eventually(lambda: log.exists() and re.search(
                 r"server2 process \d+ killed by SIGKILL", log.read_text()), 10,
@@ -167,7 +186,7 @@ async def test_a_killed_web_server_leaves_no_console_or_server(tmp_path: Path) -
         sys.executable, "-m", "app.cli", "web", "--port", "0", "--web-port", "0",
         "--servers", "2", "--log-file", "-",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path / "state")})
     tree: dict[int, str] = {}
     try:
         assert process.stdout is not None
