@@ -283,7 +283,10 @@ class ConsoleApp(App[SessionSummary | None]):
         when it takes that key off the queue. `Widget.focus()` only schedules the change
         (`call_later`), so the keys behind `/` would still reach the servers table and
         its bindings (`k` kills). This priority binding runs as the App takes `/` off the
-        queue, and `set_focus` changes focus before the next key is forwarded.
+        queue, and `set_focus` changes focus before the next key is forwarded. Both
+        halves are needed (tests/test_console_keys.py fails without either): a normal
+        binding runs only once `/` has bubbled back up from the table, after the App
+        has already forwarded the rest of the burst to it.
         """
         self.set_focus(self.query_one(CommandInput))
 
