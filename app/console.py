@@ -339,7 +339,8 @@ class ConsoleApp(App[SessionSummary | None]):
             self.exit(summary)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Screenshot" saves elsewhere (Downloads); ours says where it went.
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Screenshot")
         for title, help_text, action in keys.PALETTE:
             yield SystemCommand(title, help_text,
                                 lambda action=action: self.run_worker(self.run_action(action)))
