@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             from app.bench.bench import bench_main
 
             return bench_main(args)
-        from app.console_main import console_main
+        from app.console import console_main
 
         return console_main(runtime_config(args), headless=args.headless)
     except KeyboardInterrupt:

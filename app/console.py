@@ -25,7 +25,7 @@ from app import commands as cmd
 from app import keys
 from app.history import History
 from app.operator import Operator, Outcome
-from app.runtime import ServerRow
+from app.runtime import RuntimeConfig, ServerRow
 from app.source import ConsoleSource
 from app.summary import SessionSummary
 from app.widgets import css_paths
@@ -393,3 +393,10 @@ class ConsoleApp(App[SessionSummary | None]):
             self.tick()
 
         self.run_worker(run(), group="commands")
+
+
+def console_main(config: RuntimeConfig, headless: bool = False) -> int:
+    """Run the console for real (see `app.console_main`); kept here for callers of old."""
+    from app.console_main import console_main as run
+
+    return run(config, headless)

@@ -107,6 +107,7 @@ async def eventually(condition, timeout: float, what: str) -> None:  # type: ign
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.timeout(300)
 async def test_the_console_in_headless_chromium(tmp_path: Path) -> None:
     chromium = find_chromium()
     if chromium is None:
@@ -178,6 +179,7 @@ async def test_the_console_in_headless_chromium(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.timeout(300)
 async def test_a_killed_web_server_leaves_no_console_or_server(tmp_path: Path) -> None:
     chromium = find_chromium()
     if chromium is None:
