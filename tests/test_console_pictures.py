@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 
@@ -11,7 +12,8 @@ from textual_plotext import PlotextPlot
 
 from app.console import ConsoleApp
 from app.formatting import server_colour
-from app.source import LatencyHistory
+from app.runtime import RuntimeConfig
+from app.source import LatencyHistory, LiveSource
 from app.widgets.latency import LatencyChart, rgb
 from tests.frozen import backend, server_killed, stats
 
@@ -107,3 +109,28 @@ async def test_ctrl_s_saves_an_svg_in_the_working_folder_and_says_where(
         notes = [n.message for n in app._notifications]
         assert any(str(saved.resolve()) in note for note in notes), notes
         assert str(saved.resolve()) in str(app.query_one("#message").render())
+
+
+async def test_the_live_source_keeps_a_latency_point_a_second(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = LiveSource(RuntimeConfig(port=0, log_file=str(tmp_path / "lb.log"),
+                                      check_interval=0.2))
+    try:
+        await source.start()
+        assert await source.runtime.wait_until_up(timeout=20)
+        for _ in range(6):
+            await source.request("somma 1 2")
+        history = source.latency(source.stats())
+        first = history.version
+        deadline = time.monotonic() + 5
+        while history.version < first + 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            source.latency(source.stats())
+        assert history.version >= first + 2  # one sample a second, not one a call
+        series = history.series()
+        assert sorted(series) == ["server1", "server2", "server3"]
+        for points in series.values():
+            assert len(points) >= 2 and all(p50 is not None and p99 is not None
+                                            and p50 <= p99 for _, p50, p99 in points)
+    finally:
+        await source.stop()
+        source.kill_now()
