@@ -67,7 +67,8 @@ async def test_nothing_is_cut_without_a_sign(size: tuple[int, int]) -> None:
     app = ConsoleApp(server_killed())
     async with app.run_test(size=size) as pilot:
         footer = app.query_one(ConsoleFooter)
-        await until(pilot, lambda: len(footer.children) > 2, 5, "the footer")
+        await until(pilot, lambda: len(footer.children) > 2
+                    and all(k.region.width for k in footer.children), 5, "the footer")
         table = app.query_one(ServerTable)
         shown, reason = fit_columns(table.scrollable_content_region.width)
         assert table.shown == shown and table.reason_width == reason
@@ -79,6 +80,8 @@ async def test_nothing_is_cut_without_a_sign(size: tuple[int, int]) -> None:
         keys = {k.key_display: k.description for k in footer.children}  # type: ignore[attr-defined]
         assert keys.get("?") == "help" and keys.get("q") == "quit", keys
         assert sum(k.region.width for k in footer.children) <= size[0]
+        for key in footer.children:  # every key shown is on screen, whole
+            assert key.region.width > 0 and key.region.right <= size[0], (key, key.region)
         if size[0] >= 120:
             assert {"pid", "port", "share", "mean"} <= set(table.shown)
             assert "k" in keys and "/" in keys
