@@ -25,7 +25,7 @@ from app.widgets.server_table import (
     fit_columns,
     inflight_bar,
 )
-from tests.frozen import fresh_start, row, server_killed
+from tests.frozen import after_batch, fresh_start, row, server_killed
 
 
 def test_columns_go_whole_and_in_the_documented_order() -> None:
@@ -151,3 +151,16 @@ async def test_many_servers_leave_room_for_the_scrollbar() -> None:
                     and table.reason_width == fit_columns(
                         table.scrollable_content_region.width)[1], 5, "a refit")
         assert table.show_vertical_scrollbar
+
+
+async def test_panel_lines_cut_at_the_edge_end_with_an_ellipsis() -> None:
+    app = ConsoleApp(after_batch())
+    async with app.run_test(size=(80, 24)) as pilot:
+        log = app.query_one(LogPanel)
+        await until(pilot, lambda: log.line_count > 0 and log.size.width > 0, 5, "the log")
+        await pilot.pause()
+        shown = [log.render_line(y).text for y in range(log.size.height)]
+        long = [t for t in shown if '"op"' in t]
+        assert long and all(t.endswith("…") and len(t) == log.size.width for t in long), shown
+        short = [t for t in shown if "closed its side" in t]
+        assert short and not short[0].rstrip().endswith("…")
