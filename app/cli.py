@@ -1,5 +1,5 @@
 """`lbconsole` command line: the console (default), `serve`, `server`, `client`, `ctl`,
-`compare` and `bench`."""
+`compare`, `web` and `bench`."""
 
 from __future__ import annotations
 
@@ -58,11 +58,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_options(compare)
 
+    web = sub.add_parser("web", help="serve the console in a browser (textual-serve)")
+    add_runtime_options(web)
+    web.add_argument("--web-host", default="127.0.0.1", metavar="H",
+                     help="address the web server listens on (default 127.0.0.1; anything "
+                          "else lets that network drive the console, with no login)")
+    web.add_argument("--web-port", type=int, default=8000, metavar="P",
+                     help="web server port (default 8000; 0 picks a free one)")
+
     bench = sub.add_parser("bench", help="measure throughput and latency against the targets")
     from app.bench.bench import add_bench_options
 
     add_bench_options(bench)
     return parser
+
+
+def web_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The `web` subcommand's parser: its options are what `web` passes to each console."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices["web"]
+    raise LookupError("no web subcommand")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             from app.control.compare import compare_main
 
             return compare_main(args)
+
+        if args.command == "web":
+            from app.web import web_main
+
+            return web_main(web_parser(parser), args)
         if args.command == "bench":
             from app.bench.bench import bench_main
 

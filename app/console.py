@@ -8,38 +8,38 @@ are given, so nothing is touched per request.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
-import signal
-import sys
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from rich.console import Console
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Input, Label, Static
 
 from app import commands as cmd
+from app import keys
+from app.history import History
 from app.operator import Operator, Outcome
 from app.runtime import RuntimeConfig, ServerRow
-from app.source import ConsoleSource, LiveSource
-from app.summary import SessionSummary, summary_table
-from app.widgets.batch_bar import BatchBar
+from app.source import ConsoleSource
+from app.summary import SessionSummary
+from app.widgets import css_paths
+from app.widgets.batch_bar import BatchBar, window_title
 from app.widgets.command_input import CommandInput
+from app.widgets.footer import ConsoleFooter
 from app.widgets.help_screen import HelpScreen
+from app.widgets.latency import LatencyChart
 from app.widgets.log_panel import LogPanel
 from app.widgets.responses import ResponsesView
 from app.widgets.routing import RoutingView
 from app.widgets.server_table import ServerTable
 from app.widgets.status import StatusBar
 from app.widgets.throughput import ThroughputChart
-from balancer import eventloop
 from balancer.stats import BalancerStats
 
 TICK = 0.1
@@ -49,8 +49,6 @@ Then the scrolling panels redraw at 5 Hz and the table's counters at 2.5 Hz, on
 different ticks: a DataTable redraws every cell after any `update_cell`, the most
 expensive thing on screen. States, the status line and batch progress still change
 on every tick."""
-HINT = "/ to type a request or a command (random 1000, kill 2, help) · ? help · q quit"
-SERVER_KEYS = {"server", "add_server", "select"}
 
 
 @dataclass(frozen=True)
@@ -64,16 +62,7 @@ class Panels:
     routing: RoutingView
     responses: ResponsesView
     log: LogPanel
-
-
-def css_paths() -> list[Path]:
-    """`styles/*.tcss` from the repository, or the copy the wheel puts in `app/styles`."""
-    here = Path(__file__).resolve().parent
-    for folder in (here.parent / "styles", here / "styles"):
-        found = sorted(folder.glob("*.tcss"))
-        if found:
-            return found
-    return []
+    latency: LatencyChart
 
 
 class ConsoleApp(App[SessionSummary | None]):
@@ -82,25 +71,14 @@ class ConsoleApp(App[SessionSummary | None]):
     TITLE = "lbconsole"
     CSS_PATH = css_paths()  # type: ignore[assignment]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "select(1)", "select", key_display="1-9"),
-        *(Binding(str(i), f"select({i})", f"select server {i}", show=False)
-          for i in range(2, 10)),
-        Binding("k", "server('kill')", "kill"),
-        Binding("s", "server('stop')", "stop"),
-        Binding("r", "server('restart')", "restart"),
-        Binding("d", "server('drain')", "drain"),
-        Binding("a", "add_server", "add"),
-        Binding("p", "pause", "pause"),
-        Binding("l", "log_filter", "log: events only / all", show=False),
-        Binding("slash", "focus_input", "input"),
-        Binding("question_mark", "help", "help"),
-        Binding("q", "quit", "quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = list(keys.BINDINGS)
 
     def __init__(self, source: ConsoleSource, *, tick: float = TICK,
-                 freeze_gc: bool = False) -> None:
+                 freeze_gc: bool = False, history: Path | None = None) -> None:
         super().__init__()
+        self.history = History(history)
+        """The input box's history; kept in the file `history` if given."""
+        self.terminal_title = ""
         self.freeze_gc = freeze_gc
         self.source = source
         self.operator = Operator(source)
@@ -125,20 +103,22 @@ class ConsoleApp(App[SessionSummary | None]):
                 yield ThroughputChart(id="throughput")
             yield ResponsesView(id="responses")
         yield LogPanel(id="log")
+        yield LatencyChart(id="latency")
         with Horizontal(id="input-row"):
             yield Label("›", id="prompt")
-            yield CommandInput(id="input")
-        yield Static(HINT, id="message")
-        yield Footer()
+            yield CommandInput(history=self.history, id="input")
+        yield Static(keys.HINT, id="message")
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.panels = Panels(
             status=self.query_one(StatusBar), table=self.query_one(ServerTable),
             chart=self.query_one(ThroughputChart), batch=self.query_one(BatchBar),
             routing=self.query_one(RoutingView), responses=self.query_one(ResponsesView),
-            log=self.query_one(LogPanel))
+            log=self.query_one(LogPanel), latency=self.query_one(LatencyChart))
         self.set_titles()
         self.query_one("#routing-box").border_subtitle = "answers/s, last minute"
+        self.query_one("#latency").border_subtitle = "g: back to the panels"
         if self.source.log_path:
             self.query_one("#log").border_subtitle = self.source.log_path
         self.query_one(ServerTable).focus()
@@ -149,7 +129,8 @@ class ConsoleApp(App[SessionSummary | None]):
         paused = " · PAUSED" if self.paused else ""
         events = " · events only" if self.query_one(LogPanel).events_only else ""
         titles = {"#servers": "Servers", "#routing-box": f"Routing{paused}",
-                  "#responses": f"Responses{paused}", "#log": f"Log{events}{paused}"}
+                  "#responses": f"Responses{paused}", "#log": f"Log{events}{paused}",
+                  "#latency": "Latency per server, last minute"}
         for selector, title in titles.items():
             self.query_one(selector).border_title = title
 
@@ -185,9 +166,12 @@ class ConsoleApp(App[SessionSummary | None]):
         w = self.panels
         with self.batch_update():
             w.status.show(stats, servers=len(rows), paused=self.paused, note=self.note)
-            w.table.show(rows, counters=counter_turn)
+            w.table.show(rows, counters=counter_turn,
+                         p50={b.name: b.p50_ms for b in stats.backends})
             w.chart.show([(r.name, r.history) for r in rows])
             w.batch.show(self.operator.progress)
+            self.set_terminal_title(window_title(stats.address, self.operator.progress))
+            w.latency.show(source.latency(stats))
             if finished is not None:
                 self.say(finished)
             if scroll_turn and not self.paused:
@@ -195,6 +179,24 @@ class ConsoleApp(App[SessionSummary | None]):
                 w.responses.show(source.answers())
                 w.log.show(*(source.event_lines() if w.log.events_only
                              else source.log_lines()))
+
+    def set_terminal_title(self, text: str) -> None:
+        """The terminal's window (or tmux pane) title, written only when it changes.
+
+        The first write saves the title the terminal had, and quitting puts it back.
+        """
+        if text == self.terminal_title:
+            return
+        first = not self.terminal_title
+        self.terminal_title = text
+        driver = self._driver
+        if driver is not None and not self.is_headless:
+            driver.write(("\x1b[22;2t" if first else "") + f"\x1b]2;{text}\x07")
+
+    def restore_terminal_title(self) -> None:
+        driver = self._driver
+        if self.terminal_title and driver is not None and not self.is_headless:
+            driver.write("\x1b[23;2t")
 
     def say(self, outcome: Outcome) -> None:
         message = self.query_one("#message", Static)
@@ -204,8 +206,21 @@ class ConsoleApp(App[SessionSummary | None]):
     # ------------------------------------------------------------ keys
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # The help screen is modal: keys behind it must not kill servers.
-        return not (action in SERVER_KEYS and isinstance(self.screen, HelpScreen))
+        if action == "leave_input":
+            return isinstance(self.focused, CommandInput)
+        if action in keys.MAIN_SCREEN_ACTIONS:
+            # Behind a modal screen (help, the palette) the dashboard's keys do nothing, and
+            # typed in a box the priority ones (`/`, `:`, `?`) are characters.
+            if self.screen is not self.screen_stack[0]:
+                return None  # dimmed in the footer; the key goes to the modal screen
+            if action in ("focus_input", "help") and self.typing:
+                return False  # the key is typed; the footer still shows `? help`
+        return True
+
+    @property
+    def typing(self) -> bool:
+        """Whether keys now go to a text box (the input, the palette's search)."""
+        return isinstance(self.focused, Input)
 
     def action_select(self, number: int) -> None:
         table = self.query_one(ServerTable)
@@ -234,11 +249,67 @@ class ConsoleApp(App[SessionSummary | None]):
                          if log.events_only else "log: every line, as in the file"))
         self.tick()
 
+    def action_latency(self) -> None:
+        """Swap the routing, responses and log panels for the latency chart, and back."""
+        showing = not self.has_class("-latency")
+        self.set_class(showing, "-latency")
+        self.say(Outcome("latency: p50 and p99 per server, last minute (g goes back)"
+                         if showing else "panels back"))
+        self.tick()
+
+    def action_save_screenshot(self) -> None:
+        """An SVG of the screen as it is now, into the working folder; says where.
+
+        In a browser (`lbconsole web`) the file is offered as a download instead.
+        """
+        if self.is_web:
+            self.deliver_screenshot()
+            self.notify("screenshot sent to the browser as a download", title="Screenshot")
+            return
+        self.clear_notifications()  # the picture is of the console, not of earlier toasts
+        try:
+            path = Path(self.save_screenshot(path=os.getcwd())).resolve()
+        except OSError as exc:
+            self.say(Outcome(f"screenshot not saved: {exc.strerror or exc}", error=True))
+            return
+        self.notify(str(path), title="Screenshot saved")
+        self.say(Outcome(f"screenshot saved to {path}"))
+
     def action_focus_input(self) -> None:
-        self.query_one(CommandInput).focus()
+        """Focus the input box now, not on the next idle turn.
+
+        The driver posts a burst of keys (a fast typist, a paste-like `tmux send-keys`)
+        to the App's queue at once, and the App forwards each key to whatever has focus
+        when it takes that key off the queue. `Widget.focus()` only schedules the change
+        (`call_later`), so the keys behind `/` would still reach the servers table and
+        its bindings (`k` kills). This priority binding runs as the App takes `/` off the
+        queue, and `set_focus` changes focus before the next key is forwarded. Both
+        halves are needed (tests/test_console_keys.py fails without either): a normal
+        binding runs only once `/` has bubbled back up from the table, after the App
+        has already forwarded the rest of the burst to it.
+        """
+        self.set_focus(self.query_one(CommandInput))
+
+    def action_leave_input(self) -> None:
+        """Esc: back to the servers table, at once for the same reason."""
+        self.set_focus(self.query_one(ServerTable))
+
+    def action_search_history(self) -> None:
+        """ctrl+r on the dashboard: into the input box, searching the history."""
+        box = self.query_one(CommandInput)
+        self.set_focus(box)
+        box.action_search_history()
+
+    def on_command_input_searched(self, event: CommandInput.Searched) -> None:
+        looked = f"'{event.text}'" if event.text else "anything"
+        if event.found is None:
+            self.say(Outcome(f"history: nothing older with {looked}", error=True))
+        else:
+            self.say(Outcome(f"history: {looked} → {event.found}   (ctrl+r: older · "
+                             "Enter: run · Esc: leave)"))
 
     def on_command_input_left(self, _: CommandInput.Left) -> None:
-        self.query_one(ServerTable).focus()
+        self.set_focus(self.query_one(ServerTable))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -264,20 +335,15 @@ class ConsoleApp(App[SessionSummary | None]):
                 stats = self.source.stats()
                 summary = SessionSummary(stats, tuple(self.source.rows(stats)),
                                          self.source.log_path)
+            self.restore_terminal_title()
             self.exit(summary)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        for action, text in (("kill", "SIGKILL the selected server (a crash)"),
-                             ("stop", "stop the selected server gently"),
-                             ("restart", "restart the selected server"),
-                             ("drain", "drain the selected server, or undo")):
-            yield SystemCommand(f"{action.capitalize()} server", text,
-                                lambda a=action: self.action_server(a))
-        yield SystemCommand("Add server", "spawn one more calculation server",
-                            self.action_add_server)
-        yield SystemCommand("Pause / resume", "pause the scrolling panels", self.action_pause)
-        yield SystemCommand("Help", "keys and commands", self.action_help)
+        # Textual's own "Screenshot" saves elsewhere (Downloads); ours says where it went.
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Screenshot")
+        for title, help_text, action in keys.PALETTE:
+            yield SystemCommand(title, help_text,
+                                lambda action=action: self.run_worker(self.run_action(action)))
 
     # ------------------------------------------------------------ the input box
 
@@ -355,40 +421,8 @@ class ConsoleApp(App[SessionSummary | None]):
         self.run_worker(run(), group="commands")
 
 
-# ---------------------------------------------------------------- entry point
-
-
-def _listening(address: str) -> None:
-    # Textual captures sys.stdout while the app runs; scripts read the real one.
-    out = sys.__stdout__
-    if out is not None:
-        out.write(f"listening on {address}\n")
-        out.flush()
-
-
-async def _run(app: ConsoleApp, source: LiveSource, headless: bool) -> SessionSummary | None:
-    loop = asyncio.get_running_loop()
-    quit_signals = (signal.SIGTERM, signal.SIGINT) if headless else (signal.SIGTERM,)
-    for sig in quit_signals:
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(app.action_quit()))
-    try:
-        return await app.run_async(headless=headless)
-    finally:
-        for sig in quit_signals:
-            loop.remove_signal_handler(sig)
-        await source.stop()
-
-
 def console_main(config: RuntimeConfig, headless: bool = False) -> int:
-    source = LiveSource(config, on_listening=_listening if headless else None)
-    app = ConsoleApp(source, freeze_gc=True)
-    try:
-        summary = eventloop.run(_run(app, source, headless))
-    finally:
-        source.kill_now()
-    if app.failure:
-        print(app.failure, file=sys.stderr)
-    if summary is not None:
-        with contextlib.suppress(OSError):
-            Console().print(summary_table(summary))
-    return app.return_code or 0
+    """Run the console for real (see `app.console_main`); kept here for callers of old."""
+    from app.console_main import console_main as run
+
+    return run(config, headless)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -25,6 +27,54 @@ BATCH_WINDOW = 2048
 """Requests a console batch keeps in flight: enough to keep every server busy while the
 UI draws a frame. Measured here against 1024 and 4096 (4096 meets the balancer's
 per-client limit, which pauses reading and costs more than it gains)."""
+
+
+SERVING = frozenset({"UP", "DRAINING"})
+"""States in which a server's latency is still being measured."""
+
+LatencyPoint = tuple[float, float | None, float | None]
+"""(seconds before the latest sample, p50 ms, p99 ms)."""
+
+
+class LatencyHistory:
+    """Each server's p50 and p99 once a second over the last minute, for the latency view.
+
+    Fed from the snapshots the console reads anyway (`record` on every tick keeps
+    at most one sample a second), so nothing in the balancer changes for it.
+    """
+
+    def __init__(self, seconds: int = 60) -> None:
+        self.seconds = seconds
+        self.samples: deque[tuple[float, dict[str, tuple[float | None, float | None]]]] = (
+            deque(maxlen=seconds + 1))
+        self.version = 0
+        """Grows with every sample: a chart redraws only when it changed."""
+
+    def record(self, now: float, stats: BalancerStats) -> bool:
+        """Keep a sample of `stats` if the last one is a second old; whether it did."""
+        if self.samples and now - self.samples[-1][0] < 1.0:
+            return False
+        # A server that is not serving keeps its last percentiles: not a measurement.
+        self.samples.append((now, {
+            b.name: (b.p50_ms, b.p99_ms) if b.state in SERVING else (None, None)
+            for b in stats.backends}))
+        self.version += 1
+        return True
+
+    def series(self) -> dict[str, list[LatencyPoint]]:
+        """Per server, oldest first, the points of the last minute (servers in the order
+        of the latest sample, then any that have gone)."""
+        if not self.samples:
+            return {}
+        latest = self.samples[-1][0]
+        found: dict[str, list[LatencyPoint]] = {name: [] for name in self.samples[-1][1]}
+        for when, values in self.samples:
+            age = when - latest
+            if age < -self.seconds:
+                continue
+            for name, (p50, p99) in values.items():
+                found.setdefault(name, []).append((age, p50, p99))
+        return found
 
 
 class ConsoleSource(Protocol):
@@ -43,6 +93,7 @@ class ConsoleSource(Protocol):
     def answers(self) -> Sequence[Answer]: ...
     def log_lines(self) -> tuple[int, Sequence[bytes]]: ...
     def event_lines(self) -> tuple[int, Sequence[bytes]]: ...
+    def latency(self, stats: BalancerStats) -> LatencyHistory: ...
     async def request(self, line: str) -> dict: ...
     async def batch(self, count: int, progress: BatchProgress) -> BatchProgress: ...
     def resolve(self, which: str | int) -> str: ...
@@ -64,6 +115,7 @@ class LiveSource:
         self._listening = False
         self._stopped = False
         self._stopping: asyncio.Task[None] | None = None
+        self.history = LatencyHistory()
 
     @property
     def ready(self) -> bool:
@@ -138,6 +190,11 @@ class LiveSource:
     def event_lines(self) -> tuple[int, Sequence[bytes]]:
         log = self.runtime.log
         return log.events_total, log.events
+
+    def latency(self, stats: BalancerStats) -> LatencyHistory:
+        """The latency history, with `stats` added if a second has passed."""
+        self.history.record(time.monotonic(), stats)
+        return self.history
 
     # ------------------------------------------------------------ acting
 

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.runtime import ServerRow
+from app.source import LatencyHistory
 from balancer.client import BatchProgress
 from balancer.routes import Route
-from balancer.stats import BalancerStats
+from balancer.stats import BackendStats, BalancerStats
 
 STAMP = "2026-01-15 10:30:00.000 "
 
@@ -65,6 +66,7 @@ class FrozenSource:
     address: str = "127.0.0.1:5001"
     log_path: str | None = "loadbalancer.log"
     actions: list[tuple[str, str]] = field(default_factory=list)
+    history: LatencyHistory = field(default_factory=LatencyHistory)
 
     @property
     def ready(self) -> bool:
@@ -94,6 +96,9 @@ class FrozenSource:
     def event_lines(self) -> tuple[int, Sequence[bytes]]:
         events = [line for line in self.log_list if b'{"id"' not in line]
         return len(events), events
+
+    def latency(self, stats: BalancerStats) -> LatencyHistory:
+        return self.history
 
     async def request(self, line: str) -> dict:
         return {"id": 1, "op": "somma", "a": 3, "b": 4, "result": 7, "server": "server1"}
@@ -127,6 +132,35 @@ class FrozenSource:
 
 # ---------------------------------------------------------------- scenes
 
+
+def wave(second: int, base: float, swing: float, period: int) -> float:
+    """A fixed, repeatable latency curve: a triangle wave, no randomness."""
+    phase = second % period
+    return round(base + swing * abs(phase - period / 2) / (period / 2), 3)
+
+
+def latency_minute(down: dict[str, int] | None = None) -> LatencyHistory:
+    """Sixty samples a second apart for server1..3; `down` maps a server to the second
+    from which it has no samples (it died)."""
+    down = down or {}
+    history = LatencyHistory()
+    for second in range(61):
+        backends = []
+        for i, name in enumerate(("server1", "server2", "server3")):
+            gone = second >= down.get(name, 999)
+            p50 = None if gone else wave(second, 0.3 + 0.25 * i, 0.2, 13 + i)
+            p99 = None if gone else wave(second, 1.4 + 0.3 * i, 0.9, 17 + 2 * i)
+            backends.append(backend(name, p50, p99))
+        history.record(1000.0 + second, stats([], backends=tuple(backends)))
+    return history
+
+
+def backend(name: str, p50: float | None, p99: float | None) -> BackendStats:
+    return BackendStats(name=name, address="127.0.0.1:0", state="UP", reason="", since=0.0,
+                        served=0, errors=0, inflight=0, redispatched=0, late=0, mean_ms=p50,
+                        p99_ms=p99, share=0.0, is_next=False, p50_ms=p50)
+
+
 START_LOG = (
     "listening on 127.0.0.1:5001",
     "server1 added", "server2 added", "server3 added",
@@ -148,12 +182,14 @@ def fresh_start() -> FrozenSource:
 
 def server_killed() -> FrozenSource:
     rows = [
-        row("server1", served=1204, mean_ms=0.42, p99_ms=1.9, share=0.5, is_next=False,
+        row("server1", served=1204, inflight=12, mean_ms=0.42, p99_ms=1.9, share=0.5,
+            is_next=False,
             history=(0, 0, 120, 310, 305, 298, 450, 612)),
         row("server2", pid=None, state="DOWN", reason="connection lost", served=600,
             redispatched=3, mean_ms=0.45, p99_ms=2.1, share=0.25, history=(0, 0, 120, 310,
                                                                             305, 298, 0, 0)),
-        row("server3", served=604, mean_ms=0.40, p99_ms=1.7, share=0.25, is_next=True,
+        row("server3", served=604, inflight=48, mean_ms=0.40, p99_ms=1.7, share=0.25,
+            is_next=True,
             history=(0, 0, 120, 310, 305, 298, 450, 611)),
     ]
     routes = [
@@ -176,7 +212,8 @@ def server_killed() -> FrozenSource:
                "server2: re-dispatching 1 requests in flight (connection lost)",
                "server2 process 4002 killed by SIGKILL (unexpected)")
     return FrozenSource(rows, stats(rows, redispatched=3, rate=1061.0, uptime=95.0),
-                        route_list=routes, answer_list=answers, log_list=logs)
+                        route_list=routes, answer_list=answers, log_list=logs,
+                        history=latency_minute(down={"server2": 48}))
 
 
 def after_batch() -> FrozenSource:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sys
@@ -24,6 +25,7 @@ async def test_headless_prints_the_port_first_serves_and_stops_cleanly(
         sys.executable, "-m", "app.cli", "--headless", "--port", "0", "--log-file",
         str(log_file), "--servers", "2", "--check-interval", "0.2",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")},
     )
     try:
         assert process.stdout is not None

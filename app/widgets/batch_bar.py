@@ -31,6 +31,14 @@ def progress_text(progress: BatchProgress, bar_width: int = BAR_WIDTH) -> Text:
     return text
 
 
+def window_title(address: str, progress: BatchProgress | None) -> str:
+    """`lbconsole 127.0.0.1:5001`, or while a batch runs `42% random 1.00M · lbconsole`."""
+    if progress is None or progress.done:
+        return f"lbconsole {address}"
+    done = progress.answered / progress.total if progress.total else 1.0
+    return f"{done * 100:.0f}% random {short_count(progress.total)} · lbconsole"
+
+
 class BatchBar(Widget, can_focus=False):
     """Visible while a batch runs; fed from the batch's `BatchProgress` on each tick.
 
@@ -54,7 +62,7 @@ class BatchBar(Widget, can_focus=False):
         if not running:
             return
         assert progress is not None
-        text = progress_text(progress)
+        text = progress_text(progress, BAR_WIDTH if self.size.width >= 100 else BAR_WIDTH // 2)
         if text.plain != self.text.plain:
             self.text = text
             self.refresh()

@@ -1,16 +1,42 @@
-"""The servers panel: one keyed row per server, updated cell by cell."""
+"""The servers panel: one keyed row per server, updated cell by cell, fitted to its width.
+
+The table never cuts a column in the middle. When the panel is too narrow for
+every column, whole columns go, least important first (`DROP_ORDER`); the
+`last change` column takes what is left and ends with `…` when its text is
+longer. A resize that changes which columns fit rebuilds the columns once from
+the values the table already holds; ticks only ever update cells.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from app.formatting import STATE_STYLES, count, ms, server_colour
 from app.runtime import ServerRow
+
+BAR_CELLS = 4
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+TRACK = "·"
+"""The empty part of an in-flight bar (spaces would be trimmed off the cell)."""
+REASON_MIN = 14
+"""The `last change` column is kept at least this wide; columns go before it gets narrower."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """What one row's cells are made from."""
+
+    row: ServerRow
+    index: int
+    p50_ms: float | None
+    inflight_peak: int
+    """The largest in-flight count of any server now: the in-flight bars' full scale."""
 
 
 @dataclass(frozen=True)
@@ -18,35 +44,75 @@ class Column:
     key: str
     label: str
     width: int | None
-    """None: as wide as the content."""
+    """None: the `last change` column, which takes the room left."""
     right: bool
-    cell: Callable[[ServerRow, int], object]
+    cell: Callable[[Line], object]
     """The cell's raw value (compared between ticks); `render` turns it into text."""
     counter: bool = False
     """Changes on every tick under load: may be refreshed less often (see `show`)."""
 
 
-def _share(row: ServerRow, _: int) -> str:
-    return f"{row.share * 100:.0f}%" if row.served or row.errors else "-"
+def _share(line: Line) -> str:
+    r = line.row
+    return f"{r.share * 100:.0f}%" if r.served or r.errors else "-"
+
+
+def inflight_bar(value: int, peak: int, cells: int = BAR_CELLS) -> str:
+    """`█▌  `: `value` against `peak` in eighths of a cell; any load at all shows a sliver."""
+    if value <= 0 or peak <= 0:
+        return " " * cells
+    eighths = max(1, round(min(1.0, value / peak) * cells * 8))
+    whole, part = divmod(eighths, 8)
+    return ("█" * whole + (EIGHTHS[part] if part else "")).ljust(cells)
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("no", "#", 2, False, lambda r, i: (i, r.is_next), counter=True),
-    Column("name", "server", 8, False, lambda r, i: r.name),
-    Column("state", "state", 8, False, lambda r, i: r.state),
-    Column("served", "served", 9, True, lambda r, i: count(r.served), counter=True),
-    Column("inflight", "infl", 5, True, lambda r, i: count(r.inflight), counter=True),
-    Column("errors", "err", 4, True, lambda r, i: count(r.errors)),
-    Column("mean", "mean ms", 7, True, lambda r, i: ms(r.mean_ms), counter=True),
-    Column("p99", "p99 ms", 6, True, lambda r, i: ms(r.p99_ms), counter=True),
+    Column("no", "#", 2, False, lambda x: (x.index, x.row.is_next), counter=True),
+    Column("name", "server", 8, False, lambda x: x.row.name),
+    Column("state", "state", 8, False, lambda x: x.row.state),
+    Column("served", "served", 9, True, lambda x: count(x.row.served), counter=True),
+    Column("inflight", "in flight", 5 + 1 + BAR_CELLS, True,
+           lambda x: (count(x.row.inflight), inflight_bar(x.row.inflight, x.inflight_peak)),
+           counter=True),
+    Column("errors", "err", 4, True, lambda x: count(x.row.errors)),
+    Column("resent", "re-sent", 7, True, lambda x: count(x.row.redispatched)),
+    Column("mean", "mean ms", 7, True, lambda x: ms(x.row.mean_ms), counter=True),
+    Column("p50", "p50 ms", 6, True, lambda x: ms(x.p50_ms), counter=True),
+    Column("p99", "p99 ms", 6, True, lambda x: ms(x.row.p99_ms), counter=True),
     Column("share", "share", 5, True, _share, counter=True),
-    Column("pid", "pid", 7, True, lambda r, i: str(r.pid) if r.pid else "-"),
-    Column("port", "port", 5, True, lambda r, i: str(r.port) if r.port else "-"),
-    Column("reason", "last change", None, False, lambda r, i: r.reason),
+    Column("pid", "pid", 7, True, lambda x: str(x.row.pid) if x.row.pid else "-"),
+    Column("port", "port", 5, True, lambda x: str(x.row.port) if x.row.port else "-"),
+    Column("reason", "last change", None, False, lambda x: x.row.reason),
 )
+KEYS = tuple(c.key for c in COLUMNS)
+
+DROP_ORDER: tuple[tuple[str, int], ...] = (
+    ("resent", 28), ("p50", 28), ("port", 22), ("pid", 22),
+    ("mean", REASON_MIN), ("share", REASON_MIN), ("served", REASON_MIN),
+    ("errors", REASON_MIN), ("p99", REASON_MIN),
+)
+"""Columns that go when the panel is narrow, first to last, each while `last change`
+would be narrower than the width beside it. Never dropped: #, server, state, in flight
+(with its bar) and last change."""
 
 
-def render(column: Column, raw: object) -> Text:
+def fit_columns(width: int, padding: int = 1) -> tuple[tuple[str, ...], int]:
+    """The columns that fit in `width` cells (in table order) and the width left for the
+    `last change` column, dropping columns in `DROP_ORDER` while it has too little room."""
+    shown = set(KEYS)
+
+    def fixed() -> int:
+        return sum((c.width or 0) + 2 * padding for c in COLUMNS
+                   if c.key in shown and c.width is not None)
+
+    for key, room in DROP_ORDER:
+        if width - fixed() - 2 * padding < room:
+            shown.discard(key)
+    reason = max(1, width - fixed() - 2 * padding)
+    return tuple(k for k in KEYS if k in shown), reason
+
+
+def render(column: Column, raw: object, width: int = 0) -> Text:
     if column.key == "no":
         index, is_next = raw  # type: ignore[misc]
         return Text.assemble(("▶" if is_next else " ", "bold #ffd75f"), f"{index}")
@@ -56,6 +122,15 @@ def render(column: Column, raw: object) -> Text:
         return Text(str(raw), style=STATE_STYLES.get(str(raw), ""))
     if column.key == "errors" and raw != "0":
         return Text(str(raw), style="bold #ff5f5f", justify="right")
+    if column.key == "inflight":
+        number, bar = raw  # type: ignore[misc]
+        filled = bar.rstrip()
+        return Text.assemble((f"{number:>5} ", ""), (filled, "#ffaf5f"),
+                             (TRACK * (len(bar) - len(filled)), "#4e4e4e"), justify="right")
+    if column.key == "reason":
+        text = Text(str(raw), no_wrap=True)
+        text.truncate(max(1, width), overflow="ellipsis")
+        return text
     return Text(str(raw), justify="right" if column.right else "left")
 
 
@@ -65,8 +140,39 @@ class ServerTable(DataTable):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
         self._cells: dict[str, tuple[object, ...]] = {}
+        self.shown: tuple[str, ...] = ()
+        """The keys of the columns on screen, in order."""
+        self.reason_width = 0
+        self._fit(120)
+
+    # ------------------------------------------------------------ columns
+
+    def _fit(self, width: int) -> bool:
+        """Choose the columns for `width`; rebuild the table if they changed."""
+        shown, reason = fit_columns(width, self.cell_padding)
+        if (shown, reason) == (self.shown, self.reason_width):
+            return False
+        selected = self.selected
+        self.shown, self.reason_width = shown, reason
+        self.clear(columns=True)
         for column in COLUMNS:
-            self.add_column(column.label, width=column.width, key=column.key)
+            if column.key in shown:
+                self.add_column(column.label, key=column.key,
+                                width=column.width if column.width is not None else reason)
+        for name, raw in self._cells.items():
+            self.add_row(*self._render_row(raw), key=name)
+        if selected is not None:
+            self.select_name(selected)
+        return True
+
+    def _render_row(self, raw: tuple[object, ...]) -> list[Text]:
+        return [render(c, v, self.reason_width)
+                for c, v in zip(COLUMNS, raw, strict=True) if c.key in self.shown]
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(self.scrollable_content_region.width or event.size.width)
+
+    # ------------------------------------------------------------ selection
 
     @property
     def names(self) -> list[str]:
@@ -91,7 +197,10 @@ class ServerTable(DataTable):
         if name in self._cells:
             self.move_cursor(row=self.get_row_index(name))
 
-    def show(self, rows: list[ServerRow], *, counters: bool = True) -> None:
+    # ------------------------------------------------------------ updates
+
+    def show(self, rows: list[ServerRow], *, counters: bool = True,
+             p50: Mapping[str, float | None] | None = None) -> None:
         """Bring the table up to date: changed cells only; rows added or removed.
 
         With `counters=False` the busy columns (served, in flight, latency, share)
@@ -99,16 +208,18 @@ class ServerTable(DataTable):
         render every cell again, which under load is its main cost, while states,
         errors and the next-server marker must show at once.
         """
+        p50 = p50 or {}
+        peak = max((r.inflight for r in rows), default=0)
         present = {row.name for row in rows}
         for name in [n for n in self._cells if n not in present]:
             self.remove_row(name)
             del self._cells[name]
         for index, row in enumerate(rows, start=1):
-            raw = tuple(column.cell(row, index) for column in COLUMNS)
+            line = Line(row, index, p50.get(row.name), peak)
+            raw = tuple(column.cell(line) for column in COLUMNS)
             old = self._cells.get(row.name)
             if old is None:
-                self.add_row(*(render(c, v) for c, v in zip(COLUMNS, raw, strict=True)),
-                             key=row.name)
+                self.add_row(*self._render_row(raw), key=row.name)
                 self._cells[row.name] = raw
             elif old != raw:
                 kept = []
@@ -117,6 +228,7 @@ class ServerTable(DataTable):
                         kept.append(before)
                         continue
                     kept.append(after)
-                    self.update_cell(row.name, column.key, render(column, after),
-                                     update_width=column.width is None)
+                    if column.key in self.shown:
+                        self.update_cell(row.name, column.key,
+                                         render(column, after, self.reason_width))
                 self._cells[row.name] = tuple(kept)

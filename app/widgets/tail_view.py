@@ -20,6 +20,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 T = TypeVar("T")
+MORE = Style(color="#8a8a8a", bold=True)
+"""The `…` that ends a line cut at the panel's edge."""
 
 
 def newer_than(items: Sequence[T], last: Any, limit: int) -> list[T]:
@@ -114,4 +116,8 @@ class TailView(Following, ScrollView, can_focus=False):
         if not 0 <= index < len(self.lines):
             return Strip.blank(width, style)
         line = self.lines[index].apply_style(style)
+        if line.cell_length > scroll_x + width > scroll_x + 1:
+            # Cut at the right edge: say so, as a terminal pager would.
+            cut = line.crop(scroll_x, scroll_x + width - 1)
+            return Strip.join([cut, Strip([Segment("…", style + MORE)])])
         return line.crop_extend(scroll_x, scroll_x + width, style)
