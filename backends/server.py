@@ -206,6 +206,17 @@ async def serve(args: argparse.Namespace) -> int:
               flush=True)
         return 1
     port = server.sockets[0].getsockname()[1]
+    http_conns: set[asyncio.Protocol] = set()
+    if args.http_port is not None:  # the HTTP/1.1 interface, for HAProxy (backends/http.py)
+        from backends.http import start_http
+
+        try:
+            _, http_port, http_conns = await start_http(calc, args.host, args.http_port,
+                                                        calc.pong)  # type: ignore[assignment]
+        except OSError as exc:
+            print(f"error {args.name} cannot listen on {args.host}:{args.http_port}: "
+                  f"{exc.strerror}", flush=True)
+            return 1
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
@@ -213,13 +224,15 @@ async def serve(args: argparse.Namespace) -> int:
         # The supervisor holds our stdin open; EOF means it is gone, so we go too.
         await _watch_stdin(done)
     print(f"ready {args.name} {args.host}:{port} pid {os.getpid()}", flush=True)
+    if args.http_port is not None:
+        print(f"http {args.name} {args.host}:{http_port}", flush=True)
     await done.wait()
     server.close()
     if calc.delay > 0:
         await asyncio.sleep(calc.delay)
-    for conn in list(connections):
-        if conn.transport is not None:
-            conn.transport.close()
+    for conn in [*connections, *http_conns]:
+        if conn.transport is not None:  # type: ignore[attr-defined]
+            conn.transport.close()  # type: ignore[attr-defined]
     await asyncio.sleep(0)
     return 0
 
@@ -242,6 +255,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--delay", type=float, default=0.0,
                         help="seconds added before each answer (a slow server)")
+    parser.add_argument("--http-port", type=int, default=None, metavar="P",
+                        help="also serve HTTP/1.1 on port P (0 picks a free one)")
     parser.add_argument("--seed", type=int, default=None, help="seed for random operands")
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="exit when standard input closes (set by the supervisor)")
