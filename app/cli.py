@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.config import add_runtime_options, runtime_config
+from app.config import add_runtime_options, engine_of, runtime_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "serve" and engine_of(args) == "haproxy":
+            from app.engines.serve import serve_main as haproxy_serve
+
+            return haproxy_serve(runtime_config(args), args.stats_interval)
         if args.command == "serve":
             from app.serve import serve_main
 

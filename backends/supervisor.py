@@ -21,6 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 
 _READY = re.compile(r"^ready (\S+) (\S+):(\d+) pid (\d+)")
+_HTTP = re.compile(r"^http (\S+) (\S+):(\d+)")
 _ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -44,6 +45,8 @@ class ManagedServer:
     pid: int | None = None
     host: str = "127.0.0.1"
     port: int | None = None
+    http_port: int | None = None
+    """The server's HTTP/1.1 port, when the supervisor was made with `http=True`."""
     state: ProcessState = ProcessState.STARTING
     returncode: int | None = None
     reason: str = ""
@@ -106,12 +109,15 @@ class ServerSupervisor:
         on_event: Callable[[SupervisorEvent], None] | None = None,
         ready_timeout: float = 15.0,
         delay: float = 0.0,
+        http: bool = False,
     ) -> None:
         self.host = host
         self.python = python
         self.on_event = on_event
         self.ready_timeout = ready_timeout
         self.delay = delay
+        self.http = http
+        """Start every server with `--http-port 0` too (the HAProxy engine's data path)."""
         self.servers: dict[str, ManagedServer] = {}
         self.closed = False
 
@@ -151,6 +157,7 @@ class ServerSupervisor:
             return server
         server.state = ProcessState.STARTING
         server.port = None
+        server.http_port = None
         server.returncode = None
         server.stopping = False
         server.reason = "starting"
@@ -159,6 +166,8 @@ class ServerSupervisor:
                 "--port", str(server.port_wanted), "--exit-on-stdin-eof"]
         if server.delay:
             args += ["--delay", str(server.delay)]
+        if self.http:
+            args += ["--http-port", "0"]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
         try:
@@ -191,6 +200,18 @@ class ServerSupervisor:
             self._failed(server, f"failed to start: {detail}")
             return server
         server.host, server.port = match[2], int(match[3])
+        if self.http:
+            try:
+                line = await asyncio.wait_for(process.stdout.readline(), self.ready_timeout)
+            except TimeoutError:
+                line = b""
+            http = _HTTP.match(line.decode("utf-8", "replace"))
+            if http is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                self._failed(server, "no http line after the ready line")
+                return server
+            server.http_port = int(http[3])
         server.state = ProcessState.RUNNING
         server.reason = f"ready on {server.host}:{server.port}"
         self._emit(ServerReady(name, process.pid, server.host, server.port))

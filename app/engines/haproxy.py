@@ -1,0 +1,439 @@
+"""`--engine haproxy`: a real HAProxy in the data path, driven like the built-in balancer.
+
+`HaproxyEngine` offers what the console and `serve` use of `app.runtime.Runtime`
+(start, stop, stats, rows, kill, stop_server, restart, drain, add_server,
+resolve...), so either can be constructed. It listens on the console's port
+itself and hands the socket to HAProxy (`bind fd@N`), spawns the calculation
+servers with their HTTP interface, writes the configuration, supervises
+`haproxy -db`, and drives it through the runtime API. Server states are
+HAProxy's own, polled from `show stat` with its check status as the reason;
+per-request figures come from HAProxy's request log on its stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from app.engines.haproxy_api import ApiError, RuntimeApi, StatRow
+from app.engines.haproxy_config import BACKEND, HaproxySettings, ServerEntry, render, server_options
+from app.engines.haproxy_log import RequestLogReader
+from app.engines.haproxy_process import HaproxyFailed, HaproxyProcess, find_haproxy
+from app.runtime import RuntimeConfig, ServerRow
+from backends.supervisor import ServerExited, ServerFailed, ServerReady, ServerSupervisor
+from balancer.log import RequestLog
+from balancer.stats import BackendStats, BalancerStats, percentile
+
+STAT_INTERVAL = 0.2
+"""Seconds between two `show stat` polls: the console redraws at 10 Hz."""
+
+StateListener = Callable[[str, str, str, str], None]
+"""(server, old state, new state, why), as HAProxy reports it."""
+
+
+def console_state(status: str) -> str:
+    """HAProxy's status word in the console's vocabulary."""
+    word = status.split()[0] if status else ""
+    return {"UP": "UP", "DOWN": "DOWN", "DRAIN": "DRAINING", "NOLB": "DRAINING",
+            "MAINT": "STOPPED", "no": "UP"}.get(word, word or "STARTING")
+
+
+def describe(row: StatRow) -> str:
+    """Why HAProxy says what it says: its status and its last check."""
+    check = row.check_status.lstrip("* ")
+    text = f"haproxy {row.status}"
+    if check:
+        text += f", check {check}"
+        if row.last_check:
+            text += f" ({row.last_check})"
+    return text
+
+
+class HaproxyEngine:
+    """HAProxy, its configuration, the servers and the log, for one process."""
+
+    def __init__(self, config: RuntimeConfig | None = None, *, algorithm: str = "roundrobin",
+                 threads: int | None = None) -> None:
+        self.config = config or RuntimeConfig()
+        c = self.config
+        self.algorithm = algorithm
+        self.threads = threads
+        self.log = RequestLog(c.log_file, max_bytes=c.log_max_bytes, backups=c.log_backups,
+                              log_requests=c.log_requests)
+        self.reader = RequestLogReader(self.log)
+        self.supervisor = ServerSupervisor(host="127.0.0.1", on_event=self._on_process_event,
+                                           delay=c.server_delay, http=True)
+        self.workdir = Path(tempfile.mkdtemp(prefix="lbconsole-haproxy-"))
+        self.config_path = self.workdir / "haproxy.cfg"
+        self.api = RuntimeApi(str(self.workdir / "admin.sock"))
+        self.process = HaproxyProcess(str(self.config_path), on_line=self.reader.feed,
+                                      on_exit=self._on_haproxy_exit)
+        self.listeners: list[StateListener] = []
+        self.names: list[str] = []
+        """Every server HAProxy knows, in row order."""
+        self.outside: dict[str, tuple[str, int]] = {}
+        """Servers we did not spawn (`--backend`), by name: their HTTP addresses."""
+        self.stat: dict[str, StatRow] = {}
+        self.states: dict[str, str] = {}
+        self.sock: socket.socket | None = None
+        self.port = 0
+        self.started_at = time.monotonic()
+        self.haproxy_exit: str | None = None
+        """Why HAProxy is not running when we did not stop it (None while it runs)."""
+        self._poller: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    async def start(self) -> int:
+        """Listen, spawn the servers, start HAProxy; returns the listening port."""
+        port = self.listen()
+        await self.start_servers()
+        return port
+
+    def listen(self) -> int:
+        """Bind the client port (HAProxy inherits the socket); OSError if taken."""
+        find_haproxy()  # fail before anything else happens
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.config.host, self.config.port))
+            sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+        sock.set_inheritable(True)
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        self.log.start()
+        self.log.event(f"listening on {self.config.host}:{self.port} (engine haproxy)")
+        return self.port
+
+    async def start_servers(self) -> None:
+        """Spawn our servers, then write the configuration and start HAProxy."""
+        c = self.config
+        for index, (host, bport) in enumerate(c.backends, start=1):
+            self.outside[f"backend{index}"] = (host, bport)
+        names = [f"server{i}" for i in range(1, c.servers + 1)]
+        self.names = [*self.outside, *names]
+        for name in names:
+            self.supervisor.declare(name, port=c.server_ports.get(name, 0),
+                                    delay=c.server_delays.get(name))
+            self.log.event(f"{name} spawning")
+        await asyncio.gather(*(self.supervisor.spawn(name) for name in names))
+        await self.start_haproxy()
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    def settings(self) -> HaproxySettings:
+        c = self.config
+        entries = []
+        for name in self.names:
+            if name in self.outside:
+                host, port = self.outside[name]
+                entries.append(ServerEntry(name, host, port))
+                continue
+            server = self.supervisor.servers[name]
+            alive = server.alive and server.http_port is not None
+            entries.append(ServerEntry(name, server.host, server.http_port if alive else None))
+        assert self.sock is not None
+        return HaproxySettings(
+            bind=f"fd@{self.sock.fileno()}", socket_path=self.api.path, servers=tuple(entries),
+            check_interval=c.check_interval, rise=c.rise, fall=c.fall,
+            check_timeout=c.check_timeout, request_timeout=c.request_timeout,
+            queue_timeout=c.queue_timeout, maxconn=max(c.max_clients, 256),
+            algorithm=self.algorithm, threads=self.threads)
+
+    async def start_haproxy(self) -> int:
+        """(Re)write the configuration and start HAProxy; its pid."""
+        assert self.sock is not None
+        self.config_path.write_text(render(self.settings()))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.api.path)
+        self.process.pass_fds = (self.sock.fileno(),)
+        pid = await self.process.start()
+        deadline = time.monotonic() + 10.0
+        while True:  # ready once its runtime API answers
+            if not self.process.running:
+                raise HaproxyFailed(f"haproxy exited during start-up: {self.process.reason()}")
+            with contextlib.suppress(ApiError):
+                await self.refresh()
+                break
+            if time.monotonic() > deadline:
+                raise HaproxyFailed("haproxy's runtime API did not answer within 10s")
+            await asyncio.sleep(0.02)
+        self.haproxy_exit = None
+        self.log.event(f"haproxy started (pid {pid}, config {self.config_path})")
+        return pid
+
+    async def restart_haproxy(self) -> str:
+        """Start HAProxy again (after it died, or to apply a new configuration)."""
+        if self.process.running:
+            await self.process.stop()
+        pid = await self.start_haproxy()
+        return f"haproxy restarted (pid {pid})"
+
+    def _on_haproxy_exit(self, code: int) -> None:
+        if self.process.stopping or self._closed:
+            return
+        self.haproxy_exit = f"haproxy exited with code {code}: {self.process.reason()}"
+        self.log.event(self.haproxy_exit + " (restart it with `restart haproxy`)")
+        for listener in self.listeners:
+            listener("haproxy", "running", "exited", self.haproxy_exit)
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop HAProxy and every server; nothing is left behind."""
+        self._closed = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._poller
+        try:
+            await self.process.stop(timeout=grace)
+            self.log.event("haproxy stopped")
+        finally:
+            self.process.kill_now()
+            try:
+                await self.supervisor.close()
+            finally:
+                self.supervisor.kill_all_now()
+                if self.sock is not None:
+                    self.sock.close()
+                self.log.event("all servers stopped")
+                self.log.close()
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill_now(self) -> None:
+        """Last resort when the loop is gone."""
+        self.process.kill_now()
+        self.supervisor.kill_all_now()
+
+    async def wait_until_up(self, count: int | None = None, timeout: float = 15.0) -> bool:
+        """Wait until `count` servers (default: all) are UP in HAProxy's view."""
+        want = len(self.names) if count is None else count
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ApiError):
+                await self.refresh()
+                if sum(1 for r in self.stat.values() if r.status == "UP") >= want:
+                    return True
+            await asyncio.sleep(0.05)
+        return False
+
+    # ------------------------------------------------------------ HAProxy's view
+
+    async def refresh(self) -> None:
+        """Read `show stat` now; log and announce every state change."""
+        rows = {r.server: r for r in await self.api.show_stat() if r.backend == BACKEND}
+        self.stat = rows
+        for name, row in rows.items():
+            new = console_state(row.status)
+            old = self.states.get(name)
+            if old != new:
+                self.states[name] = new
+                if old is not None:
+                    why = describe(row)
+                    self.log.event(f"{name} {old} -> {new}: {why}")
+                    for listener in self.listeners:
+                        listener(name, old, new, why)
+
+    async def _poll(self) -> None:
+        ticked = time.monotonic()
+        while True:
+            await asyncio.sleep(STAT_INTERVAL)
+            if self.process.running:
+                with contextlib.suppress(ApiError):
+                    await self.refresh()
+            if time.monotonic() - ticked >= 1.0:
+                ticked += 1.0
+                self.reader.tick()
+
+    # ------------------------------------------------------------ process events
+
+    def _on_process_event(self, event: object) -> None:
+        if isinstance(event, ServerReady):
+            self.log.event(f"{event.name} process {event.pid} ready on {event.host}:{event.port}")
+        elif isinstance(event, ServerExited):
+            self.log.event(f"{event.name} process {event.pid} {event.reason}"
+                           + ("" if event.expected else " (unexpected)"))
+        elif isinstance(event, ServerFailed):
+            self.log.event(f"{event.name} failed to start: {event.reason}")
+
+    # ------------------------------------------------------------ operator actions
+
+    def resolve(self, which: str | int) -> str:
+        """A server name from a name, or a 1-based row number."""
+        names = self.names
+        if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
+            index = int(which)
+            if 1 <= index <= len(names):
+                return names[index - 1]
+            raise KeyError(f"no server {index} (there are {len(names)})")
+        if which in names:
+            return which
+        raise KeyError(f"no server named {which!r}")
+
+    def _managed(self, which: str | int) -> str:
+        name = self.resolve(which)
+        if name not in self.supervisor.servers:
+            raise KeyError(f"{name} was not started by lbconsole; it cannot be controlled here")
+        return name
+
+    def kill(self, which: str | int) -> str:
+        """SIGKILL the server: HAProxy must notice on its own."""
+        name = self._managed(which)
+        pid = self.supervisor.kill(name)
+        self.log.event(f"operator: kill {name} (SIGKILL pid {pid})")
+        return f"{name} killed (SIGKILL to pid {pid})"
+
+    def freeze(self, which: str | int) -> str:
+        name = self._managed(which)
+        pid = self.supervisor.freeze(name)
+        self.log.event(f"operator: freeze {name} (SIGSTOP pid {pid})")
+        return f"{name} frozen (SIGSTOP to pid {pid})"
+
+    def thaw(self, which: str | int) -> str:
+        name = self._managed(which)
+        pid = self.supervisor.thaw(name)
+        self.log.event(f"operator: thaw {name} (SIGCONT pid {pid})")
+        return f"{name} thawed (SIGCONT to pid {pid})"
+
+    async def set_state(self, which: str | int, state: str) -> str:
+        """`ready`, `drain` or `maint` through the runtime API."""
+        name = self.resolve(which)
+        await self.api.set_state(BACKEND, name, state)
+        self.log.event(f"operator: {name} state {state}")
+        await self.refresh()
+        return f"{name}: {state}"
+
+    async def drain(self, which: str | int) -> str:
+        """Toggle DRAINING: HAProxy sends nothing new; again to undo."""
+        name = self.resolve(which)
+        await self.refresh()
+        row = self.stat.get(name)
+        if row is not None and row.status.startswith("DRAIN"):
+            await self.set_state(name, "ready")
+            return f"{name} back in the rotation"
+        if row is not None and row.status.startswith("MAINT"):
+            raise KeyError(f"{name} is stopped; restart it first")
+        await self.set_state(name, "drain")
+        return f"{name} draining: takes nothing new"
+
+    async def set_weight(self, which: str | int, weight: int) -> str:
+        name = self.resolve(which)
+        await self.api.set_weight(BACKEND, name, weight)
+        self.log.event(f"operator: weight {name} {weight}")
+        return f"{name} weight {weight}"
+
+    async def stop_server(self, which: str | int, drain_timeout: float = 5.0) -> str:
+        """Drain in HAProxy, wait for its requests to finish, maint, then SIGTERM."""
+        name = self._managed(which)
+        self.log.event(f"operator: stop {name}")
+        await self.api.set_state(BACKEND, name, "drain")
+        deadline = time.monotonic() + drain_timeout
+        while time.monotonic() < deadline:
+            await self.refresh()
+            row = self.stat.get(name)
+            if row is None or not row.current:
+                break
+            await asyncio.sleep(0.05)
+        await self.api.set_state(BACKEND, name, "maint")
+        await self.supervisor.stop(name)
+        await self.refresh()
+        return f"{name} stopped"
+
+    async def restart(self, which: str | int) -> str:
+        """Restart the process; HAProxy gets its new port and puts it back in rotation."""
+        name = self._managed(which)
+        self.log.event(f"operator: restart {name}")
+        server = await self.supervisor.restart(name)
+        if server.state.value == "failed" or server.http_port is None:
+            return f"{name} failed to restart: {server.reason}"
+        await self.api.set_address(BACKEND, name, server.host, server.http_port)
+        await self.api.set_state(BACKEND, name, "ready")
+        await self.refresh()
+        return f"{name} restarted (pid {server.pid}, port {server.http_port})"
+
+    async def add_server(self) -> str:
+        """Spawn one more server and `add server` it to the running HAProxy."""
+        name = self.supervisor.next_name()
+        while name in self.names:
+            name = f"{name}x"
+        self.supervisor.declare(name)
+        self.log.event(f"operator: add {name}")
+        server = await self.supervisor.spawn(name)
+        if server.state.value == "failed" or server.http_port is None:
+            return f"{name} failed to start: {server.reason}"
+        options = server_options(self.settings())
+        await self.api.add_server(BACKEND, name, f"{server.host}:{server.http_port}", options)
+        self.names.append(name)
+        await self.refresh()
+        return f"{name} added (pid {server.pid}, port {server.http_port})"
+
+    async def remove_server(self, which: str | int) -> str:
+        """`del server` from HAProxy, then stop the process."""
+        name = self.resolve(which)
+        await self.api.set_state(BACKEND, name, "maint")
+        await self.api.del_server(BACKEND, name)
+        self.names.remove(name)
+        self.states.pop(name, None)
+        if name in self.supervisor.servers:
+            await self.supervisor.stop(name)
+        self.log.event(f"operator: removed {name}")
+        return f"{name} removed"
+
+    # ------------------------------------------------------------ reading the state
+
+    def stats(self) -> BalancerStats:
+        """The console's snapshot, from HAProxy's stats and its request log."""
+        reader = self.reader
+        total = sum(c.served for c in reader.counters.values()) or 1
+        rows = []
+        now = time.monotonic()
+        for name in self.names:
+            row = self.stat.get(name)
+            c = reader.server(name)
+            samples = [float(s) for s in c.samples]
+            rows.append(BackendStats(
+                name=name, address=row.address if row is not None else "-",
+                state=self.states.get(name, "STARTING"),
+                reason=describe(row) if row is not None else "waiting for haproxy",
+                since=float(row.last_change) if row is not None else now - self.started_at,
+                served=c.served, errors=c.errors,
+                inflight=row.current if row is not None else 0,
+                redispatched=c.redispatched, late=0,
+                mean_ms=c.latency_sum_ms / c.served if c.served else None,
+                p99_ms=percentile(samples, 0.99), share=c.served / total, is_next=False,
+                history=tuple(c.history), p50_ms=percentile(samples, 0.5)))
+        return BalancerStats(
+            address=self.address, uptime=now - self.started_at, clients=0,
+            requests=reader.requests, answered=reader.requests, errors=reader.errors,
+            redispatched=reader.redispatched, queued=0, expired=reader.unserved, late=0,
+            refused=0, discarded=0, rate=reader.rate,
+            servers_up=sum(1 for n in self.names if self.states.get(n) == "UP"),
+            backends=tuple(rows))
+
+    def rows(self, stats: BalancerStats | None = None) -> list[ServerRow]:
+        """One row per server, joining HAProxy's view and the process's."""
+        stats = stats or self.stats()
+        out = []
+        for b in stats.backends:
+            proc = self.supervisor.servers.get(b.name)
+            pid = proc.pid if proc is not None and proc.alive else None
+            port = int(b.address.rsplit(":", 1)[1]) if ":" in b.address else None
+            out.append(ServerRow(
+                name=b.name, pid=pid, port=port, managed=proc is not None, state=b.state,
+                reason=b.reason, served=b.served, inflight=b.inflight, errors=b.errors,
+                redispatched=b.redispatched, mean_ms=b.mean_ms, p99_ms=b.p99_ms,
+                share=b.share, is_next=b.is_next, history=b.history))
+        return out
