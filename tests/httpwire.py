@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -132,3 +133,42 @@ def start_server(name: str = "server1", *extra: str, timeout: float = 15.0) -> S
         proc.wait(5)
         raise
     return ServerProcess(name, proc, int(ready[3]), int(http[3]))
+
+
+class AsyncHttpWire:
+    """The same peer on asyncio streams, for tests whose event loop runs the engine."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int, host: str = "127.0.0.1") -> AsyncHttpWire:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    def post(self, body: str) -> None:
+        raw = body.encode()
+        self.writer.write(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%b"
+                          % (len(raw), raw))
+
+    async def read(self, timeout: float = 10.0) -> Response:
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        body = await asyncio.wait_for(self.reader.readexactly(length), timeout)
+        return Response(int(lines[0].split()[1]), headers, body)
+
+    async def request(self, body: str, timeout: float = 10.0) -> Response:
+        self.post(body)
+        return await self.read(timeout)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError, asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(self.writer.wait_closed(), 2.0)

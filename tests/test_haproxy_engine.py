@@ -1,0 +1,206 @@
+"""`--engine haproxy` over real processes: a real HAProxy, real servers, real sockets.
+
+Skipped, with one reason, only where haproxy is not on PATH (`.ci/run` installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from app.engines.haproxy import HaproxyEngine
+from app.engines.haproxy_config import BACKEND
+from app.runtime import RuntimeConfig
+from tests.httpwire import AsyncHttpWire
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
+                                reason="haproxy not on PATH (apt-get install haproxy)")
+
+EngineFactory = Callable[..., Awaitable[HaproxyEngine]]
+
+
+@pytest.fixture
+async def make_engine(tmp_path: Path) -> AsyncIterator[EngineFactory]:
+    started: list[HaproxyEngine] = []
+
+    async def factory(**overrides: object) -> HaproxyEngine:
+        options: dict[str, object] = {"port": 0, "log_file": str(tmp_path / "loadbalancer.log"),
+                                      "check_interval": 0.2, "rise": 1, "fall": 2}
+        options.update(overrides)
+        engine = HaproxyEngine(RuntimeConfig(**options))  # type: ignore[arg-type]
+        started.append(engine)
+        await engine.start()
+        assert await engine.wait_until_up(timeout=20), engine.rows()
+        return engine
+
+    try:
+        yield factory
+    finally:
+        for engine in started:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(engine.stop(grace=1.0), 15)
+            engine.kill_now()
+
+
+@pytest.fixture
+async def engine(make_engine: EngineFactory) -> HaproxyEngine:
+    return await make_engine()
+
+
+async def servers_of(wire: AsyncHttpWire, count: int) -> list[str]:
+    """Send `count` requests one after another on one keep-alive connection."""
+    names = []
+    for i in range(count):
+        r = await wire.request(f"somma {i} 1")
+        assert r.status == 200, r.body
+        assert r.json["result"] == i + 1
+        names.append(r.json["server"])
+    return names
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_strict_per_request_rotation_on_one_connection(engine: HaproxyEngine) -> None:
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        names = await servers_of(wire, 9)
+    finally:
+        await wire.close()
+    start = names.index("server1")
+    assert start < 3
+    rotated = names[start:] + names[:start]
+    assert rotated[:6] == ["server1", "server2", "server3"] * 2, names
+    assert all(names[i] != names[i + 1] for i in range(8)), names
+
+
+async def test_drain_maint_ready_through_the_runtime_api(engine: HaproxyEngine) -> None:
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        assert "draining" in await engine.drain("server2")
+        assert engine.states["server2"] == "DRAINING"
+        assert "server2" not in await servers_of(wire, 8)
+        await engine.set_state("server3", "maint")
+        assert engine.states["server3"] == "STOPPED"
+        assert set(await servers_of(wire, 6)) == {"server1"}
+        assert "back in the rotation" in await engine.drain("server2")
+        await engine.set_state("server3", "ready")
+        assert set(await servers_of(wire, 9)) == {"server1", "server2", "server3"}
+        # HAProxy's own `show stat` agrees with the engine's rows.
+        stat = {r.server: r.status.split()[0] for r in await engine.api.show_stat()
+                if r.backend == BACKEND}
+        assert stat == {"server1": "UP", "server2": "UP", "server3": "UP"}
+        assert [r.state for r in engine.rows()] == ["UP", "UP", "UP"]
+    finally:
+        await wire.close()
+
+
+async def test_a_killed_server_is_detected_and_its_requests_retried(
+        engine: HaproxyEngine) -> None:
+    total, per_conn, window = 600, 200, 8
+    answers: list[tuple[int, dict]] = []
+    killed = asyncio.Event()
+
+    async def client(index: int) -> None:
+        wire = await AsyncHttpWire.open(engine.port)
+        try:
+            sent = got = 0
+            while got < per_conn:
+                while sent < per_conn and sent - got < window:
+                    wire.post(f"moltiplicazione {index * 1000 + sent} 3")
+                    sent += 1
+                r = await wire.read()
+                answers.append((r.status, r.json))
+                got += 1
+                if len(answers) == total // 3 and not killed.is_set():
+                    killed.set()
+                    engine.kill("server2")
+        finally:
+            await wire.close()
+
+    await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(3))), 60)
+    assert killed.is_set()
+    assert len(answers) == total
+    bad = [a for a in answers if a[0] != 200]
+    assert not bad, bad[:5]
+    results = sorted(a[1]["result"] for a in answers)
+    assert results == sorted(3 * (i * 1000 + k) for i in range(3) for k in range(per_conn))
+    deadline = time.monotonic() + 10
+    while engine.states.get("server2") != "DOWN" and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert engine.states["server2"] == "DOWN"
+    row = next(r for r in engine.rows() if r.name == "server2")
+    assert "L4CON" in row.reason or "L4" in row.reason or "L7" in row.reason, row.reason
+    after = [a[1]["server"] for a in answers[total // 3 + 3 * window + 30:]]
+    assert "server2" not in after
+
+
+async def test_add_appears_in_show_stat_and_takes_traffic(engine: HaproxyEngine) -> None:
+    said = await engine.add_server()
+    assert said.startswith("server4 added"), said
+    stat = {r.server: r for r in await engine.api.show_stat() if r.backend == BACKEND}
+    assert "server4" in stat
+    assert stat["server4"].address.endswith(f":{engine.supervisor.servers['server4'].http_port}")
+    assert await engine.wait_until_up(4, timeout=10)
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        names = await servers_of(wire, 12)
+    finally:
+        await wire.close()
+    assert names.count("server4") == 3, names
+
+
+async def test_restart_gives_haproxy_the_new_port(engine: HaproxyEngine) -> None:
+    old = engine.supervisor.servers["server1"].http_port
+    said = await engine.restart("server1")
+    new = engine.supervisor.servers["server1"].http_port
+    assert "restarted" in said and new != old
+    assert await engine.wait_until_up(3, timeout=10)
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        assert "server1" in await servers_of(wire, 6)
+    finally:
+        await wire.close()
+
+
+async def test_the_log_has_one_line_per_request_with_the_server(
+        engine: HaproxyEngine, tmp_path: Path) -> None:
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        names = await servers_of(wire, 30)
+    finally:
+        await wire.close()
+    path = tmp_path / "loadbalancer.log"
+    pattern = re.compile(r" 127\.0\.0\.1:\d+ -> (\S+) 200 in ")
+    logged: list[str] = []
+    deadline = time.monotonic() + 10
+    while len(logged) < 30 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        logged = [m[1] for m in map(pattern.search, path.read_text().splitlines()) if m]
+    assert logged == names
+
+
+async def test_stopping_leaves_no_haproxy_and_no_server(make_engine: EngineFactory) -> None:
+    engine = await make_engine()
+    haproxy_pid = engine.process.pid
+    assert haproxy_pid is not None and alive(haproxy_pid)
+    server_pids = [s.pid for s in engine.supervisor.servers.values()]
+    assert len(server_pids) == 3 and all(pid and alive(pid) for pid in server_pids)
+    await engine.stop()
+    assert not alive(haproxy_pid)
+    assert not any(alive(pid) for pid in server_pids if pid)
+    assert not engine.workdir.exists()
+    assert not os.path.exists(engine.api.path)
