@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("-q", "--quiet", action="store_true",
                         help="for random batches print only the summary")
     client.add_argument("--json", action="store_true", help="print answers as raw JSON lines")
+    client.add_argument("--http", action="store_true",
+                        help="speak HTTP/1.1 keep-alive (to `serve --engine haproxy`)")
     client.add_argument("--window", type=int, default=1024,
                         help="requests kept in flight by random batches (default 1024)")
 
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "client":
             from app.terminal_client import client_main
 
-            return client_main(args.address, quiet=args.quiet, raw=args.json, window=args.window)
+            return client_main(args.address, quiet=args.quiet, raw=args.json, window=args.window,
+                               http=args.http)
         if args.command == "bench":
             from app.bench.bench import bench_main
 
