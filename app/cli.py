@@ -62,7 +62,16 @@ def main(argv: list[str] | None = None) -> int:
             return bench_main(args)
         from app.console import console_main
 
-        return console_main(runtime_config(args), headless=args.headless)
+        if engine_of(args) == "haproxy":
+            from app.engines.haproxy_process import HaproxyMissing, find_haproxy
+
+            try:
+                find_haproxy()
+            except HaproxyMissing as exc:
+                print(f"lbconsole: {exc}", file=sys.stderr)
+                return 1
+        return console_main(runtime_config(args), headless=args.headless,
+                            engine=engine_of(args))
     except KeyboardInterrupt:
         return 130
 
