@@ -204,3 +204,19 @@ async def test_stopping_leaves_no_haproxy_and_no_server(make_engine: EngineFacto
     assert not any(alive(pid) for pid in server_pids if pid)
     assert not engine.workdir.exists()
     assert not os.path.exists(engine.api.path)
+
+
+async def test_every_request_of_a_batch_is_logged(engine: HaproxyEngine) -> None:
+    from balancer.client import run_http_batch
+
+    progress = await run_http_batch("127.0.0.1", engine.port, 5000, window=256,
+                                    connections=16)
+    assert progress.answered == 5000 and progress.errors == 0, progress.summary()
+    assert sorted(progress.per_server.values()) == [1666, 1667, 1667]  # per request
+    deadline = time.monotonic() + 10
+    while engine.reader.requests < 5000 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert engine.reader.requests == 5000
+    assert sum(engine.reader.server(n).served for n in engine.names) == 5000
+    info = await engine.api.command("show info")
+    assert "DroppedLogs: 0" in info

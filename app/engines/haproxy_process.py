@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
+import os
 import shutil
 import signal
 from collections import deque
@@ -21,6 +23,10 @@ PACKAGE = "haproxy"
 """The Debian/Ubuntu package that provides the binary."""
 
 _PR_SET_PDEATHSIG = 1
+_F_SETPIPE_SZ = 1031
+LOG_PIPE_BYTES = 1 << 20
+"""HAProxy drops a log line rather than wait when its stdout pipe is full
+(`DroppedLogs` in `show info`): a 1 MB pipe gives our reader slack."""
 
 
 class HaproxyMissing(Exception):
@@ -88,30 +94,40 @@ class HaproxyProcess:
         binary = find_haproxy()
         self.stopping = False
         self.stderr.clear()
+        read_end, write_end = os.pipe()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(write_end, _F_SETPIPE_SZ, LOG_PIPE_BYTES)
         try:
             self.process = await asyncio.create_subprocess_exec(
                 binary, "-db", "-f", self.config_path, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                stdout=write_end, stderr=asyncio.subprocess.PIPE,
                 pass_fds=self.pass_fds, start_new_session=True, preexec_fn=_die_with_parent)
         except OSError as exc:
+            os.close(read_end)
             raise HaproxyFailed(f"cannot start haproxy: {exc.strerror or exc}") from None
+        finally:
+            os.close(write_end)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._read_stdout(self.process)),
+        stdout = asyncio.StreamReader(limit=1 << 20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout),
+                                     os.fdopen(read_end, "rb", buffering=0))
+        self._tasks = [loop.create_task(self._read_stdout(self.process, stdout)),
                        loop.create_task(self._read_stderr(self.process))]
         return self.process.pid
 
-    async def _read_stdout(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
+    async def _read_stdout(self, process: asyncio.subprocess.Process,
+                           stdout: asyncio.StreamReader) -> None:
         on_line = self.on_line
+        rest = b""
         while True:
-            try:
-                line = await process.stdout.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                continue  # an overlong line: skipped
-            if not line:
+            chunk = await stdout.read(1 << 16)
+            if not chunk:
                 break
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
             if on_line is not None:
-                on_line(line)
+                for line in lines:
+                    on_line(line + b"\n")
         code = await process.wait()
         if self.on_exit is not None and process is self.process:
             self.on_exit(code)
