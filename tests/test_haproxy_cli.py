@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,6 +56,25 @@ class Serve:
     proc: subprocess.Popen[str]
     port: int
     log: Path
+    admin: str = ""
+
+    def line(self, timeout: float = 10.0) -> str:
+        """The next stdout line, or "" after `timeout`."""
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return self.proc.stdout.readline() if ready else ""
+
+
+def admin(path: str, command: str) -> str:
+    """One command on HAProxy's own socket, no lbconsole code involved."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(path)
+        sock.sendall(command.encode() + b"\n")
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out.decode()
 
 
 @pytest.fixture
@@ -70,6 +91,11 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         match = re.match(r"^listening on 127\.0\.0\.1:(\d+)$", first.strip())
         assert match, first + (proc.stderr.read() if proc.poll() is not None else "")
         running = Serve(proc, int(match[1]), log)
+        second = proc.stdout.readline()
+        found = re.match(r"^haproxy pid \d+, runtime API (/\S+/admin\.sock)$", second)
+        assert found, second
+        running.admin = found[1]
+        assert oct(os.stat(running.admin).st_mode & 0o777) == "0o600"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # up once a request goes through
             with contextlib.suppress(OSError):
@@ -112,6 +138,25 @@ def test_serve_rotates_per_request_and_sigterm_leaves_nothing(serve: Serve) -> N
     time.sleep(0.2)
     assert not [pid for pid in kids if Path(f"/proc/{pid}").exists()
                 and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]]
+
+
+@needs_haproxy
+def test_a_drain_on_haproxys_socket_shows_in_serve_and_in_the_rotation(serve: Serve) -> None:
+    assert admin(serve.admin, "set server servers/server2 state drain").strip() == ""
+    said: list[str] = []
+    deadline = time.monotonic() + 10
+    while not any(x.startswith("server2 UP -> DRAINING: haproxy DRAIN") for x in said):
+        assert time.monotonic() < deadline, said
+        said.append(serve.line(max(0.0, deadline - time.monotonic())))
+    wire = HttpWire(serve.port)
+    try:
+        names = {wire.request("somma 1 1").json["server"] for _ in range(6)}
+    finally:
+        wire.close()
+    assert names == {"server1", "server3"}
+    stat = admin(serve.admin, "show stat")
+    rows = [line.split(",") for line in stat.splitlines() if line.startswith("servers,server")]
+    assert {r[1]: r[17] for r in rows}["server2"] == "DRAIN"
 
 
 @needs_haproxy

@@ -1,8 +1,9 @@
 """`lbconsole serve --engine haproxy`: HAProxy, its servers and the log, without a screen.
 
 The same contract as the built-in `serve`: the first stdout line is
-`listening on HOST:PORT` (the real port, also with `--port 0`), state changes
-follow as `NAME OLD -> NEW: WHY`, and Ctrl-C / SIGTERM stops HAProxy and every
+`listening on HOST:PORT` (the real port, also with `--port 0`); once HAProxy
+runs, `haproxy pid PID, runtime API SOCKET`; state changes follow as
+`NAME OLD -> NEW: WHY`, and Ctrl-C / SIGTERM stops HAProxy and every
 server. No haproxy on PATH: one line naming the package, exit status 1.
 """
 
@@ -42,6 +43,7 @@ async def serve(config: RuntimeConfig, stats_interval: float = 0.0,
         except HaproxyFailed as exc:
             print(f"lbconsole serve: {exc}", file=sys.stderr, flush=True)
             return 1
+        say(f"haproxy pid {engine.process.pid}, runtime API {engine.api.path}")
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), stats_interval or None)
