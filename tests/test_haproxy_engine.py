@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -220,3 +221,52 @@ async def test_every_request_of_a_batch_is_logged(engine: HaproxyEngine) -> None
     assert sum(engine.reader.server(n).served for n in engine.names) == 5000
     info = await engine.api.command("show info")
     assert "DroppedLogs: 0" in info
+
+
+async def test_weights_shape_the_rotation(engine: HaproxyEngine) -> None:
+    await engine.set_weight("server1", 3)
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        names = await servers_of(wire, 25)
+    finally:
+        await wire.close()
+    counts = {n: names[5:].count(n) for n in ("server1", "server2", "server3")}
+    assert counts["server1"] == 12 and counts["server2"] == counts["server3"] == 4, names
+
+
+async def test_remove_server_deletes_it_from_haproxy(engine: HaproxyEngine) -> None:
+    pid = engine.supervisor.servers["server3"].pid
+    assert await engine.remove_server("server3") == "server3 removed"
+    stat = [r.server for r in await engine.api.show_stat() if r.backend == BACKEND]
+    assert stat == ["server1", "server2"]
+    assert [r.name for r in engine.rows()] == ["server1", "server2"]
+    assert pid is not None and not alive(pid)
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        assert set(await servers_of(wire, 6)) == {"server1", "server2"}
+    finally:
+        await wire.close()
+
+
+async def test_haproxy_dying_is_reported_and_a_restart_serves_again(
+        engine: HaproxyEngine) -> None:
+    heard: list[tuple[str, str, str, str]] = []
+    engine.listeners.append(lambda *args: heard.append(args))
+    old = engine.process.pid
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while engine.haproxy_exit is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert engine.haproxy_exit is not None and "code -9" in engine.haproxy_exit
+    assert ("haproxy", "running", "exited") == heard[-1][:3]
+    # The servers are still there; the listening socket is still ours.
+    assert all(s.alive for s in engine.supervisor.servers.values())
+    said = await engine.restart_haproxy()
+    assert said.startswith("haproxy restarted") and engine.process.pid != old
+    assert await engine.wait_until_up(3, timeout=10)
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        assert len(set(await servers_of(wire, 6))) == 3
+    finally:
+        await wire.close()
