@@ -9,8 +9,8 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
 import shutil
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -259,7 +259,7 @@ async def test_haproxy_dying_is_reported_and_a_restart_serves_again(
     while engine.haproxy_exit is None and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert engine.haproxy_exit is not None and "code -9" in engine.haproxy_exit
-    assert ("haproxy", "running", "exited") == heard[-1][:3]
+    assert heard[-1][:3] == ("haproxy", "running", "exited")
     # The servers are still there; the listening socket is still ours.
     assert all(s.alive for s in engine.supervisor.servers.values())
     said = await engine.restart_haproxy()
@@ -270,3 +270,37 @@ async def test_haproxy_dying_is_reported_and_a_restart_serves_again(
         assert len(set(await servers_of(wire, 6))) == 3
     finally:
         await wire.close()
+
+
+async def test_switching_algorithm_finishes_requests_in_flight(
+        make_engine: EngineFactory) -> None:
+    engine = await make_engine(server_delay=0.5)
+    await engine.set_weight("server2", 2)
+    await engine.drain("server3")
+    old_pid = engine.process.pid
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        wire.post("somma 20 22")  # held 0.5 s by the server, across the switch
+        await asyncio.sleep(0.1)
+        said = await engine.set_algorithm("leastconn")
+        assert said.startswith("algorithm leastconn")
+        r = await wire.read()
+        assert r.status == 200 and r.json["result"] == 42
+    finally:
+        await wire.close()
+    assert engine.process.pid != old_pid
+    assert "balance leastconn" in engine.config_path.read_text()
+    # The operator's drain and weight carried over to the new HAProxy.
+    stat = {r.server: r for r in await engine.api.show_stat() if r.backend == BACKEND}
+    assert stat["server3"].status.startswith("DRAIN") and stat["server2"].weight == 2
+    deadline = time.monotonic() + 15
+    while alive(old_pid) and time.monotonic() < deadline:  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+    assert not alive(old_pid)  # type: ignore[arg-type]
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        assert (await wire.request("somma 1 1")).status == 200
+    finally:
+        await wire.close()
+    with pytest.raises(KeyError, match="unknown algorithm"):
+        await engine.set_algorithm("fastest")

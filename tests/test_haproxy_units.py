@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.engines.haproxy import console_state, describe
 from app.engines.haproxy_api import parse_stat
 from app.engines.haproxy_config import LOG_FORMAT, HaproxySettings, ServerEntry, render
 from app.engines.haproxy_log import RequestLogReader, parse_request
+from app.engines.haproxy_view import console_state, describe
 from balancer.log import RequestLog
 
 

@@ -22,14 +22,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from app.engines.haproxy_actions import ServerActions
 from app.engines.haproxy_api import ApiError, RuntimeApi, StatRow
-from app.engines.haproxy_config import BACKEND, HaproxySettings, ServerEntry, render, server_options
+from app.engines.haproxy_config import (
+    ALGORITHMS,
+    BACKEND,
+    HaproxySettings,
+    ServerEntry,
+    render,
+)
 from app.engines.haproxy_log import RequestLogReader
 from app.engines.haproxy_process import HaproxyFailed, HaproxyProcess, find_haproxy
+from app.engines.haproxy_view import console_state, describe, server_rows, snapshot
 from app.runtime import RuntimeConfig, ServerRow
 from backends.supervisor import ServerExited, ServerFailed, ServerReady, ServerSupervisor
 from balancer.log import RequestLog
-from balancer.stats import BackendStats, BalancerStats, percentile
+from balancer.stats import BalancerStats
 
 STAT_INTERVAL = 0.2
 """Seconds between two `show stat` polls: the console redraws at 10 Hz."""
@@ -38,25 +46,7 @@ StateListener = Callable[[str, str, str, str], None]
 """(server, old state, new state, why), as HAProxy reports it."""
 
 
-def console_state(status: str) -> str:
-    """HAProxy's status word in the console's vocabulary."""
-    word = status.split()[0] if status else ""
-    return {"UP": "UP", "DOWN": "DOWN", "DRAIN": "DRAINING", "NOLB": "DRAINING",
-            "MAINT": "STOPPED", "no": "UP"}.get(word, word or "STARTING")
-
-
-def describe(row: StatRow) -> str:
-    """Why HAProxy says what it says: its status and its last check."""
-    check = row.check_status.lstrip("* ")
-    text = f"haproxy {row.status}"
-    if check:
-        text += f", check {check}"
-        if row.last_check:
-            text += f" ({row.last_check})"
-    return text
-
-
-class HaproxyEngine:
+class HaproxyEngine(ServerActions):
     """HAProxy, its configuration, the servers and the log, for one process."""
 
     def __init__(self, config: RuntimeConfig | None = None, *, algorithm: str = "roundrobin",
@@ -76,8 +66,10 @@ class HaproxyEngine:
         self.workdir = Path(tempfile.mkdtemp(prefix="lbconsole-haproxy-"))
         self.config_path = self.workdir / "haproxy.cfg"
         self.api = RuntimeApi(str(self.workdir / "admin.sock"))
-        self.process = HaproxyProcess(str(self.config_path), on_line=self.reader.feed,
-                                      on_exit=self._on_haproxy_exit)
+        self.process = self._new_process()
+        self.retiring: list[HaproxyProcess] = []
+        """Earlier HAProxy processes finishing their requests after an algorithm switch."""
+        self.generation = 0
         self.listeners: list[StateListener] = []
         self.names: list[str] = []
         """Every server HAProxy knows, in row order."""
@@ -186,8 +178,43 @@ class HaproxyEngine:
         pid = await self.start_haproxy()
         return f"haproxy restarted (pid {pid})"
 
-    def _on_haproxy_exit(self, code: int) -> None:
-        if self.process.stopping or self._closed:
+    def _new_process(self) -> HaproxyProcess:
+        process = HaproxyProcess(str(self.config_path), on_line=self.reader.feed)
+        process.on_exit = lambda code: self._on_haproxy_exit(process, code)
+        return process
+
+    async def set_algorithm(self, algorithm: str) -> str:
+        """Switch HAProxy's algorithm: a new HAProxy with the new configuration takes
+        the listening socket, the old one finishes the requests it holds (soft stop)
+        and exits. Operator states and weights carry over. A keep-alive client whose
+        connection the old one closes reconnects for its next request."""
+        if algorithm not in ALGORITHMS:
+            raise KeyError(f"unknown algorithm {algorithm!r} (one of {', '.join(ALGORITHMS)})")
+        old, kept = self.process, dict(self.stat)
+        self.algorithm = algorithm
+        self.generation += 1
+        self.api = RuntimeApi(str(self.workdir / f"admin{self.generation}.sock"))
+        self.process = self._new_process()
+        self.states = {}
+        await self.start_haproxy()
+        for name, row in kept.items():
+            if name not in self.names:
+                continue
+            if row.status.startswith("DRAIN"):
+                await self.api.set_state(BACKEND, name, "drain")
+            elif row.status.startswith("MAINT"):
+                await self.api.set_state(BACKEND, name, "maint")
+            if row.weight != 1 and not row.status.startswith("MAINT"):
+                await self.api.set_weight(BACKEND, name, row.weight)
+        await self.refresh()
+        self.retiring.append(old)
+        old.soft_stop()
+        self.log.event(f"operator: algorithm {algorithm} (haproxy pid {self.process.pid} "
+                       f"took over; pid {old.pid} finishes its requests)")
+        return f"algorithm {algorithm}: haproxy restarted with the new configuration"
+
+    def _on_haproxy_exit(self, process: HaproxyProcess, code: int) -> None:
+        if process is not self.process or process.stopping or self._closed:
             return
         self.haproxy_exit = f"haproxy exited with code {code}: {self.process.reason()}"
         self.log.event(self.haproxy_exit + " (restart it with `restart haproxy`)")
@@ -202,9 +229,13 @@ class HaproxyEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._poller
         try:
+            for old in self.retiring:
+                await old.stop(timeout=grace)
             await self.process.stop(timeout=grace)
             self.log.event("haproxy stopped")
         finally:
+            for old in self.retiring:
+                old.kill_now()
             self.process.kill_now()
             try:
                 await self.supervisor.close()
@@ -218,6 +249,8 @@ class HaproxyEngine:
 
     def kill_now(self) -> None:
         """Last resort when the loop is gone."""
+        for old in self.retiring:
+            old.kill_now()
         self.process.kill_now()
         self.supervisor.kill_all_now()
 
@@ -272,171 +305,13 @@ class HaproxyEngine:
         elif isinstance(event, ServerFailed):
             self.log.event(f"{event.name} failed to start: {event.reason}")
 
-    # ------------------------------------------------------------ operator actions
-
-    def resolve(self, which: str | int) -> str:
-        """A server name from a name, or a 1-based row number."""
-        names = self.names
-        if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
-            index = int(which)
-            if 1 <= index <= len(names):
-                return names[index - 1]
-            raise KeyError(f"no server {index} (there are {len(names)})")
-        if which in names:
-            return which
-        raise KeyError(f"no server named {which!r}")
-
-    def _managed(self, which: str | int) -> str:
-        name = self.resolve(which)
-        if name not in self.supervisor.servers:
-            raise KeyError(f"{name} was not started by lbconsole; it cannot be controlled here")
-        return name
-
-    def kill(self, which: str | int) -> str:
-        """SIGKILL the server: HAProxy must notice on its own."""
-        name = self._managed(which)
-        pid = self.supervisor.kill(name)
-        self.log.event(f"operator: kill {name} (SIGKILL pid {pid})")
-        return f"{name} killed (SIGKILL to pid {pid})"
-
-    def freeze(self, which: str | int) -> str:
-        name = self._managed(which)
-        pid = self.supervisor.freeze(name)
-        self.log.event(f"operator: freeze {name} (SIGSTOP pid {pid})")
-        return f"{name} frozen (SIGSTOP to pid {pid})"
-
-    def thaw(self, which: str | int) -> str:
-        name = self._managed(which)
-        pid = self.supervisor.thaw(name)
-        self.log.event(f"operator: thaw {name} (SIGCONT pid {pid})")
-        return f"{name} thawed (SIGCONT to pid {pid})"
-
-    async def set_state(self, which: str | int, state: str) -> str:
-        """`ready`, `drain` or `maint` through the runtime API."""
-        name = self.resolve(which)
-        await self.api.set_state(BACKEND, name, state)
-        self.log.event(f"operator: {name} state {state}")
-        await self.refresh()
-        return f"{name}: {state}"
-
-    async def drain(self, which: str | int) -> str:
-        """Toggle DRAINING: HAProxy sends nothing new; again to undo."""
-        name = self.resolve(which)
-        await self.refresh()
-        row = self.stat.get(name)
-        if row is not None and row.status.startswith("DRAIN"):
-            await self.set_state(name, "ready")
-            return f"{name} back in the rotation"
-        if row is not None and row.status.startswith("MAINT"):
-            raise KeyError(f"{name} is stopped; restart it first")
-        await self.set_state(name, "drain")
-        return f"{name} draining: takes nothing new"
-
-    async def set_weight(self, which: str | int, weight: int) -> str:
-        name = self.resolve(which)
-        await self.api.set_weight(BACKEND, name, weight)
-        self.log.event(f"operator: weight {name} {weight}")
-        return f"{name} weight {weight}"
-
-    async def stop_server(self, which: str | int, drain_timeout: float = 5.0) -> str:
-        """Drain in HAProxy, wait for its requests to finish, maint, then SIGTERM."""
-        name = self._managed(which)
-        self.log.event(f"operator: stop {name}")
-        await self.api.set_state(BACKEND, name, "drain")
-        deadline = time.monotonic() + drain_timeout
-        while time.monotonic() < deadline:
-            await self.refresh()
-            row = self.stat.get(name)
-            if row is None or not row.current:
-                break
-            await asyncio.sleep(0.05)
-        await self.api.set_state(BACKEND, name, "maint")
-        await self.supervisor.stop(name)
-        await self.refresh()
-        return f"{name} stopped"
-
-    async def restart(self, which: str | int) -> str:
-        """Restart the process; HAProxy gets its new port and puts it back in rotation."""
-        name = self._managed(which)
-        self.log.event(f"operator: restart {name}")
-        server = await self.supervisor.restart(name)
-        if server.state.value == "failed" or server.http_port is None:
-            return f"{name} failed to restart: {server.reason}"
-        await self.api.set_address(BACKEND, name, server.host, server.http_port)
-        await self.api.set_state(BACKEND, name, "ready")
-        await self.refresh()
-        return f"{name} restarted (pid {server.pid}, port {server.http_port})"
-
-    async def add_server(self) -> str:
-        """Spawn one more server and `add server` it to the running HAProxy."""
-        name = self.supervisor.next_name()
-        while name in self.names:
-            name = f"{name}x"
-        self.supervisor.declare(name)
-        self.log.event(f"operator: add {name}")
-        server = await self.supervisor.spawn(name)
-        if server.state.value == "failed" or server.http_port is None:
-            return f"{name} failed to start: {server.reason}"
-        options = server_options(self.settings())
-        await self.api.add_server(BACKEND, name, f"{server.host}:{server.http_port}", options)
-        self.names.append(name)
-        await self.refresh()
-        return f"{name} added (pid {server.pid}, port {server.http_port})"
-
-    async def remove_server(self, which: str | int) -> str:
-        """`del server` from HAProxy, then stop the process."""
-        name = self.resolve(which)
-        await self.api.set_state(BACKEND, name, "maint")
-        await self.api.del_server(BACKEND, name)
-        self.names.remove(name)
-        self.states.pop(name, None)
-        if name in self.supervisor.servers:
-            await self.supervisor.stop(name)
-        self.log.event(f"operator: removed {name}")
-        return f"{name} removed"
-
     # ------------------------------------------------------------ reading the state
 
     def stats(self) -> BalancerStats:
         """The console's snapshot, from HAProxy's stats and its request log."""
-        reader = self.reader
-        total = sum(c.served for c in reader.counters.values()) or 1
-        rows = []
-        now = time.monotonic()
-        for name in self.names:
-            row = self.stat.get(name)
-            c = reader.server(name)
-            samples = [float(s) for s in c.samples]
-            rows.append(BackendStats(
-                name=name, address=row.address if row is not None else "-",
-                state=self.states.get(name, "STARTING"),
-                reason=describe(row) if row is not None else "waiting for haproxy",
-                since=float(row.last_change) if row is not None else now - self.started_at,
-                served=c.served, errors=c.errors,
-                inflight=row.current if row is not None else 0,
-                redispatched=c.redispatched, late=0,
-                mean_ms=c.latency_sum_ms / c.served if c.served else None,
-                p99_ms=percentile(samples, 0.99), share=c.served / total, is_next=False,
-                history=tuple(c.history), p50_ms=percentile(samples, 0.5)))
-        return BalancerStats(
-            address=self.address, uptime=now - self.started_at, clients=0,
-            requests=reader.requests, answered=reader.requests, errors=reader.errors,
-            redispatched=reader.redispatched, queued=0, expired=reader.unserved, late=0,
-            refused=0, discarded=0, rate=reader.rate,
-            servers_up=sum(1 for n in self.names if self.states.get(n) == "UP"),
-            backends=tuple(rows))
+        return snapshot(self.address, self.names, self.stat, self.states, self.reader,
+                        self.started_at)
 
     def rows(self, stats: BalancerStats | None = None) -> list[ServerRow]:
         """One row per server, joining HAProxy's view and the process's."""
-        stats = stats or self.stats()
-        out = []
-        for b in stats.backends:
-            proc = self.supervisor.servers.get(b.name)
-            pid = proc.pid if proc is not None and proc.alive else None
-            port = int(b.address.rsplit(":", 1)[1]) if ":" in b.address else None
-            out.append(ServerRow(
-                name=b.name, pid=pid, port=port, managed=proc is not None, state=b.state,
-                reason=b.reason, served=b.served, inflight=b.inflight, errors=b.errors,
-                redispatched=b.redispatched, mean_ms=b.mean_ms, p99_ms=b.p99_ms,
-                share=b.share, is_next=b.is_next, history=b.history))
-        return out
+        return server_rows(stats or self.stats(), self.supervisor)

@@ -63,6 +63,8 @@ class HaproxySettings:
     threads: int | None = None
     """nbthread (None: HAProxy's default)."""
     log: bool = True
+    hard_stop_after: float = 10.0
+    """How long a soft-stopped HAProxy may finish its requests before it exits."""
 
 
 def ms(seconds: float) -> str:
@@ -91,6 +93,7 @@ def render(s: HaproxySettings) -> str:
         f"    maxconn {s.maxconn}",
         f"    stats socket {s.socket_path} mode 600 level admin",
         "    stats timeout 30s",
+        f"    hard-stop-after {ms(s.hard_stop_after)}",
     ]
     if s.threads:
         glob.append(f"    nbthread {s.threads}")

@@ -165,6 +165,14 @@ class HaproxyProcess:
                 await asyncio.wait_for(task, 1.0)
         return process.returncode
 
+    def soft_stop(self) -> None:
+        """SIGUSR1: stop accepting, finish the requests in progress, then exit (the
+        configuration's `hard-stop-after` bounds how long)."""
+        self.stopping = True
+        if self.running:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
+
     def kill_now(self) -> None:
         """Last resort from a synchronous context: SIGKILL by pid."""
         process = self.process
