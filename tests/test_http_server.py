@@ -141,3 +141,47 @@ def test_the_line_protocol_still_works_beside_http(server: ServerProcess) -> Non
         sock.sendall(b"somma 5 6\n")
         line = sock.makefile("rb").readline()
     assert json.loads(line)["result"] == 11
+
+
+class _Slow:
+    """A server whose answers come later, in reverse order: the connection must
+    still write them in request order."""
+
+    name = "slow"
+    connections = 0
+
+    def answer(self, line: bytes, seq: int) -> bytes:  # the Answering protocol
+        return b'{"id":%d,"echo":"%b"}\n' % (seq, line)
+
+
+async def test_late_answers_leave_in_request_order_and_none_resets() -> None:
+    import asyncio
+
+    from backends.http import start_http
+
+    server = _Slow()
+    loop = asyncio.get_running_loop()
+
+    def handle(line: bytes, seq: int, reply) -> None:  # type: ignore[no-untyped-def]
+        if line == b"reset":
+            loop.call_later(0.05, reply, None)
+            return
+        loop.call_later(0.2 - 0.03 * seq, reply, server.answer(line, seq))
+
+    listener, port, _ = await start_http(server, "127.0.0.1", 0, lambda seq: b"{}\n", handle)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        bodies = [b"a", b"b", b"c", b"d", b"e"]
+        writer.write(b"".join(b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n%b" % b
+                              for b in bodies))
+        echoes = []
+        for _ in bodies:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            echoes.append((await reader.readexactly(length)).split(b'"echo":"')[1][:1])
+        assert echoes == bodies
+        writer.write(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nreset")
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, no answer
+        writer.close()
+    finally:
+        listener.close()
