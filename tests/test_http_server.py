@@ -204,7 +204,7 @@ def test_answers_to_one_chunk_leave_in_one_write() -> None:
     conn = HttpConnection(calc, answer_handler(calc), calc.pong, set())
     transport = Transport()
     conn.transport = transport  # type: ignore[assignment]
-    conn.data_received(b"".join(b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nsomma %d 1" % i
+    conn.data_received(b"".join(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\nsomma %d 1" % i
                                 for i in range(100, 110)))
     assert len(transport.writes) == 1
     assert transport.writes[0].count(b"HTTP/1.1 200 OK") == 10
