@@ -72,3 +72,31 @@ async def test_keys_kill_restart_drain_through_haproxy(console: ConsoleApp) -> N
         await until(pilot, lambda: not console.is_running, 15, "the app to exit")
     assert haproxy_pid is not None and not pid_alive(haproxy_pid)
     assert not [pid for pid in pids if pid_alive(pid)]
+
+
+async def test_haproxy_dying_is_shown_and_restart_haproxy_brings_it_back(
+        console: ConsoleApp) -> None:
+    import os
+    import signal
+
+    from app.widgets.log_panel import LogPanel
+
+    async with console.run_test(size=SIZE) as pilot:
+        await all_up(pilot, console)
+        source = console.source
+        assert isinstance(source, HaproxySource)
+        old = source.engine.process.pid
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        await until(pilot, lambda: source.engine.haproxy_exit is not None, 10, "the exit seen")
+        events = b"".join(source.event_lines()[1]).decode()
+        assert "haproxy exited with code -9" in events and "restart haproxy" in events
+        await until(pilot, lambda: console.query_one(LogPanel).line_count > 0, 5)
+        await type_line(pilot, "drain 2")  # HAProxy is gone: a failure line, no crash
+        await until(pilot, lambda: "drain server2 failed" in message(console), 5)
+        await type_line(pilot, "restart haproxy")
+        await until(pilot, lambda: "haproxy restarted" in message(console), 10)
+        assert source.engine.process.pid not in (None, old)
+        await until(pilot, lambda: all(state(console, n) == "UP"
+                                       for n in ("server1", "server2", "server3")), 10)
+        assert (await source.request("somma 2 3"))["result"] == 5

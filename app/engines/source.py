@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from app.engines.haproxy import HaproxyEngine
+from app.engines.haproxy_api import ApiError
+from app.engines.haproxy_process import HaproxyFailed
 from app.runtime import RuntimeConfig, ServerRow
 from balancer import eventloop
 from balancer.balancer import Route
@@ -139,7 +141,14 @@ class HaproxySource:
         return self.engine.resolve(which)
 
     async def act(self, action: str, name: str) -> str:
-        """kill, stop, restart, drain, freeze or thaw one server (or restart haproxy)."""
+        """kill, stop, restart, drain, freeze or thaw one server (or restart haproxy);
+        HAProxy refusing or gone is a line saying so, as the console shows failures."""
+        try:
+            return await self._act(action, name)
+        except (ApiError, HaproxyFailed) as exc:
+            return f"{action} {name} failed: {exc}"
+
+    async def _act(self, action: str, name: str) -> str:
         engine = self.engine
         if name == "haproxy":
             if action == "restart":
@@ -160,4 +169,7 @@ class HaproxySource:
         raise KeyError(f"unknown action {action!r}")
 
     async def add_server(self) -> str:
-        return await self.engine.add_server()
+        try:
+            return await self.engine.add_server()
+        except ApiError as exc:
+            return f"add failed: {exc}"
