@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import orjson
 
@@ -22,11 +23,28 @@ from app.engines.haproxy_api import ApiError
 from app.engines.haproxy_process import HaproxyFailed
 from app.runtime import RuntimeConfig, ServerRow
 from balancer import eventloop
-from balancer.balancer import Route
 from balancer.client import BatchProgress, ClientError, HttpClient, run_http_batch
 from balancer.stats import BalancerStats
 
 Answer = tuple[float, bytes, float]
+
+
+class Route(NamedTuple):
+    """One request HAProxy logged, in the shape of the built-in engine's routing entry
+    (the same fields, so the Routing panel shows either; defined here so this module
+    does not depend on where the balancer keeps its own)."""
+
+    at: float
+    server: str
+    client: str
+    client_number: int
+    request_id: str
+    request: bytes
+    redispatched_from: str | None
+
+    def order(self) -> tuple[float, int, int]:
+        rid = self.request_id
+        return self.at, self.client_number, int(rid) if rid.isdigit() else 0
 
 BATCH_WINDOW = 256
 """Requests a console batch keeps in flight over HTTP (HTTP_DEPTH per connection)."""
