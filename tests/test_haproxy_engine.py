@@ -304,3 +304,19 @@ async def test_switching_algorithm_finishes_requests_in_flight(
         await wire.close()
     with pytest.raises(KeyError, match="unknown algorithm"):
         await engine.set_algorithm("fastest")
+
+
+async def test_clients_are_haproxys_frontend_sessions(engine: HaproxyEngine) -> None:
+    wires = [await AsyncHttpWire.open(engine.port) for _ in range(2)]
+    try:
+        for wire in wires:
+            assert (await wire.request("somma 1 1")).status == 200
+        await engine.refresh()
+        assert engine.stats().clients == 2
+    finally:
+        for wire in wires:
+            await wire.close()
+    deadline = time.monotonic() + 5
+    while engine.stats().clients and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert engine.stats().clients == 0

@@ -105,3 +105,9 @@ def test_request_log_lines_are_parsed_and_counted(tmp_path: Path) -> None:
     text = b"".join(log.pieces) + b"".join(log.recent)
     assert text.count(b" -> ") == 4 and b"127.0.0.1:5000 -> server3 200 in 9 ms" in text
     assert b"haproxy: Server servers/server2 is DOWN" in text
+
+
+def test_show_stat_proxies_rows_on_request() -> None:
+    rows = {r.server: r for r in parse_stat(STAT, proxies=True)}
+    assert set(rows) == {"FRONTEND", "server1", "server2", "BACKEND"}
+    assert rows["FRONTEND"].current == 1 and rows["server1"].queued == 0

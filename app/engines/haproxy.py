@@ -76,6 +76,10 @@ class HaproxyEngine(ServerActions):
         self.outside: dict[str, tuple[str, int]] = {}
         """Servers we did not spawn (`--backend`), by name: their HTTP addresses."""
         self.stat: dict[str, StatRow] = {}
+        self.clients = 0
+        """Client connections HAProxy holds (its FRONTEND row)."""
+        self.queued = 0
+        """Requests waiting in HAProxy's queue for a server (its BACKEND row)."""
         self.states: dict[str, str] = {}
         self.sock: socket.socket | None = None
         self.port = 0
@@ -270,7 +274,14 @@ class HaproxyEngine(ServerActions):
 
     async def refresh(self) -> None:
         """Read `show stat` now; log and announce every state change."""
-        rows = {r.server: r for r in await self.api.show_stat() if r.backend == BACKEND}
+        rows = {}
+        for r in await self.api.show_stat(proxies=True):
+            if r.server == "FRONTEND":
+                self.clients = r.current
+            elif r.backend == BACKEND and r.server == "BACKEND":
+                self.queued = r.queued
+            elif r.backend == BACKEND:
+                rows[r.server] = r
         self.stat = rows
         for name, row in rows.items():
             new = console_state(row.status)
@@ -310,7 +321,7 @@ class HaproxyEngine(ServerActions):
     def stats(self) -> BalancerStats:
         """The console's snapshot, from HAProxy's stats and its request log."""
         return snapshot(self.address, self.names, self.stat, self.states, self.reader,
-                        self.started_at)
+                        self.started_at, clients=self.clients, queued=self.queued)
 
     def rows(self, stats: BalancerStats | None = None) -> list[ServerRow]:
         """One row per server, joining HAProxy's view and the process's."""

@@ -30,7 +30,9 @@ class StatRow:
     """UP, DOWN, DRAIN, MAINT, NOLB, `UP 1/3` (going down), `DOWN 1/2` (coming up)..."""
     weight: int
     current: int
-    """Requests in progress on it (scur)."""
+    """Requests in progress on it (scur); client connections on the FRONTEND row."""
+    queued: int
+    """Requests waiting for it (qcur)."""
     total: int
     """Requests it was given (stot)."""
     errors_connect: int
@@ -56,18 +58,20 @@ def _int(value: str | None) -> int:
         return 0
 
 
-def parse_stat(text: str) -> list[StatRow]:
-    """The server rows (not FRONTEND/BACKEND) of `show stat` CSV output."""
+def parse_stat(text: str, proxies: bool = False) -> list[StatRow]:
+    """The server rows of `show stat` CSV output (with the FRONTEND and BACKEND
+    rows too when `proxies`)."""
     if text.startswith("# "):
         text = text[2:]
     rows = []
     for fields in csv.DictReader(io.StringIO(text)):
         name = fields.get("svname") or ""
-        if name in ("FRONTEND", "BACKEND") or not name:
+        if not name or (name in ("FRONTEND", "BACKEND") and not proxies):
             continue
         rows.append(StatRow(
             backend=fields.get("pxname", ""), server=name, status=fields.get("status", ""),
             weight=_int(fields.get("weight")), current=_int(fields.get("scur")),
+            queued=_int(fields.get("qcur")),
             total=_int(fields.get("stot")), errors_connect=_int(fields.get("econ")),
             errors_response=_int(fields.get("eresp")), retries=_int(fields.get("wretr")),
             redispatches=_int(fields.get("wredis")),
@@ -113,8 +117,8 @@ class RuntimeApi:
             raise ApiError(f"HAProxy: {reply}")
         return reply
 
-    async def show_stat(self) -> list[StatRow]:
-        return parse_stat(await self.command("show stat"))
+    async def show_stat(self, proxies: bool = False) -> list[StatRow]:
+        return parse_stat(await self.command("show stat"), proxies)
 
     async def set_state(self, backend: str, server: str, state: str) -> None:
         if state not in STATES:

@@ -34,7 +34,8 @@ def describe(row: StatRow) -> str:
 
 
 def snapshot(address: str, names: list[str], stat: dict[str, StatRow], states: dict[str, str],
-             reader: RequestLogReader, started_at: float) -> BalancerStats:
+             reader: RequestLogReader, started_at: float, *, clients: int = 0,
+             queued: int = 0) -> BalancerStats:
     """The console's snapshot, from HAProxy's stats and its request log."""
     total = sum(c.served for c in reader.counters.values()) or 1
     rows = []
@@ -55,9 +56,9 @@ def snapshot(address: str, names: list[str], stat: dict[str, StatRow], states: d
             p99_ms=percentile(samples, 0.99), share=c.served / total, is_next=False,
             history=tuple(c.history), p50_ms=percentile(samples, 0.5)))
     return BalancerStats(
-        address=address, uptime=now - started_at, clients=0,
+        address=address, uptime=now - started_at, clients=clients,
         requests=reader.requests, answered=reader.requests, errors=reader.errors,
-        redispatched=reader.redispatched, queued=0, expired=reader.unserved, late=0,
+        redispatched=reader.redispatched, queued=queued, expired=reader.unserved, late=0,
         refused=0, discarded=0, rate=reader.rate,
         servers_up=sum(1 for n in names if states.get(n) == "UP"),
         backends=tuple(rows))
