@@ -81,11 +81,9 @@ async def test_strict_per_request_rotation_on_one_connection(engine: HaproxyEngi
         names = await servers_of(wire, 9)
     finally:
         await wire.close()
-    start = names.index("server1")
-    assert start < 3
-    rotated = names[start:] + names[:start]
-    assert rotated[:6] == ["server1", "server2", "server3"] * 2, names
-    assert all(names[i] != names[i + 1] for i in range(8)), names
+    cycle = ["server1", "server2", "server3"]
+    start = cycle.index(names[0])
+    assert names == [cycle[(start + i) % 3] for i in range(9)], names
 
 
 async def test_drain_maint_ready_through_the_runtime_api(engine: HaproxyEngine) -> None:
@@ -320,3 +318,22 @@ async def test_clients_are_haproxys_frontend_sessions(engine: HaproxyEngine) -> 
     while engine.stats().clients and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert engine.stats().clients == 0
+
+
+async def test_a_frozen_server_times_out_and_its_request_is_retried(
+        make_engine: EngineFactory) -> None:
+    engine = await make_engine(request_timeout=0.5, check_timeout=0.3)
+    engine.freeze("server2")
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        answers = [await wire.request(f"somma {i} 1", timeout=10) for i in range(6)]
+    finally:
+        await wire.close()
+        engine.thaw("server2")
+    assert [a.status for a in answers] == [200] * 6
+    assert [a.json["result"] for a in answers] == [i + 1 for i in range(6)]
+    assert "server2" not in {a.json["server"] for a in answers}
+    deadline = time.monotonic() + 10
+    while engine.reader.redispatched == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert engine.reader.redispatched >= 1  # HAProxy's log says it retried
