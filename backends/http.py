@@ -46,6 +46,8 @@ class Answering(Protocol):
 
     name: str
     connections: int
+    delay: float
+    """Seconds added before each answer (a slow server); 0 for none."""
 
     def answer(self, line: bytes, seq: int) -> bytes: ...
 
@@ -56,6 +58,13 @@ def answer_handler(server: Answering) -> Handler:
     Once CalcServer has `handle(line, seq, reply)` itself, pass `server.handle`
     instead of this (one line in `start_http`)."""
     answer = server.answer
+    if server.delay > 0:
+        delay = server.delay
+
+        def handle_late(line: bytes, seq: int, reply: Reply) -> None:
+            asyncio.get_running_loop().call_later(delay, reply, answer(line, seq))
+
+        return handle_late
 
     def handle(line: bytes, seq: int, reply: Reply) -> None:
         reply(answer(line, seq))

@@ -149,6 +149,7 @@ class _Slow:
 
     name = "slow"
     connections = 0
+    delay = 0.0
 
     def answer(self, line: bytes, seq: int) -> bytes:  # the Answering protocol
         return b'{"id":%d,"echo":"%b"}\n' % (seq, line)
