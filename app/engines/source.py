@@ -84,7 +84,11 @@ class HaproxySource:
         self._listening = True
         if self.on_listening is not None:
             self.on_listening(self.address)
-        await self.engine.start_servers()
+        try:
+            await self.engine.start_servers()
+        except HaproxyFailed as exc:
+            # The console reports an OSError from start() and exits with status 1.
+            raise OSError(str(exc)) from None
         self.client = await HttpClient.connect(self.connect_host, port)
         return self.address
 
