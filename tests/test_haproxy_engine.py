@@ -337,3 +337,24 @@ async def test_a_frozen_server_times_out_and_its_request_is_retried(
     while engine.reader.redispatched == 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert engine.reader.redispatched >= 1  # HAProxy's log says it retried
+
+
+async def test_an_outside_backend_is_balanced_but_not_controlled(
+        make_engine: EngineFactory) -> None:
+    from tests.httpwire import start_server
+
+    outside = start_server("far")
+    try:
+        engine = await make_engine(servers=1, backends=(("127.0.0.1", outside.http_port),))
+        assert engine.names == ["backend1", "server1"]
+        wire = await AsyncHttpWire.open(engine.port)
+        try:
+            assert set(await servers_of(wire, 4)) == {"far", "server1"}
+        finally:
+            await wire.close()
+        rows = {r.name: r for r in engine.rows()}
+        assert not rows["backend1"].managed and rows["server1"].managed
+        with pytest.raises(KeyError, match="not started by lbconsole"):
+            engine.kill("backend1")
+    finally:
+        outside.stop()
