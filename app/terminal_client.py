@@ -16,8 +16,9 @@ from collections import deque
 import orjson
 
 from app.config import parse_address
+from app.engines.http_client import HttpClient, run_http_batch
 from balancer import eventloop
-from balancer.client import Client, ClientError, HttpClient, run_batch, run_http_batch
+from balancer.client import Client, ClientError, run_batch
 from balancer.protocol import describe
 
 HELP = """requests:  somma 3 4 | sottrazione 9 2 | moltiplicazione 6 7 | divisione 10 4

@@ -206,7 +206,7 @@ async def test_stopping_leaves_no_haproxy_and_no_server(make_engine: EngineFacto
 
 
 async def test_every_request_of_a_batch_is_logged(engine: HaproxyEngine) -> None:
-    from balancer.client import run_http_batch
+    from app.engines.http_client import run_http_batch
 
     progress = await run_http_batch("127.0.0.1", engine.port, 5000, window=256,
                                     connections=16)

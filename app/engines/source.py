@@ -21,9 +21,10 @@ import orjson
 from app.engines.haproxy import HaproxyEngine
 from app.engines.haproxy_api import ApiError
 from app.engines.haproxy_process import HaproxyFailed
+from app.engines.http_client import HttpClient, run_http_batch
 from app.runtime import RuntimeConfig, ServerRow
 from balancer import eventloop
-from balancer.client import BatchProgress, ClientError, HttpClient, run_http_batch
+from balancer.client import BatchProgress, ClientError
 from balancer.stats import BalancerStats
 
 Answer = tuple[float, bytes, float]
