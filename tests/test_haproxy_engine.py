@@ -358,3 +358,15 @@ async def test_an_outside_backend_is_balanced_but_not_controlled(
             engine.kill("backend1")
     finally:
         outside.stop()
+
+
+async def test_no_server_available_is_a_json_error(engine: HaproxyEngine) -> None:
+    for name in engine.names:
+        await engine.set_state(name, "maint")
+    wire = await AsyncHttpWire.open(engine.port)
+    try:
+        r = await wire.request("somma 1 2")
+    finally:
+        await wire.close()
+    assert r.status == 503 and r.headers["content-type"] == "application/json"
+    assert r.json == {"error": "no server available"}

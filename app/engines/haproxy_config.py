@@ -25,6 +25,10 @@ LOG_FORMAT = f"{LOG_TAG} %ci:%cp %s %ST %Tw %Tc %Tr %Ta %rc %tsc %B"
 queue/connect/response/total times in ms (-1 when not reached), retries (`+N`
 when redispatched), termination state, bytes sent to the client."""
 
+ERRORS = ((400, "bad request"), (408, "request timeout"), (502, "bad answer from the server"),
+          (503, "no server available"), (504, "server timeout"))
+"""HAProxy's own error answers, as JSON like every other answer (it sends HTML otherwise)."""
+
 ALGORITHMS = {"roundrobin": "roundrobin", "leastconn": "leastconn", "random": "random",
               "weighted": "roundrobin"}
 """The console's algorithms in HAProxy's words (its roundrobin honours weights smoothly)."""
@@ -114,6 +118,8 @@ def render(s: HaproxySettings) -> str:
         "    option redispatch 1",
         "    retry-on conn-failure empty-response response-timeout",
     ]
+    defaults += [f"    http-error status {status} content-type application/json "
+                 f"string '{{\"error\":\"{message}\"}}'" for status, message in ERRORS]
     if s.log:
         defaults += ["    log global", f'    log-format "{LOG_FORMAT}"']
     frontend = ["frontend lbconsole", f"    bind {s.bind}", f"    default_backend {BACKEND}"]
