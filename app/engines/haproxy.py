@@ -176,11 +176,29 @@ class HaproxyEngine(ServerActions):
         return pid
 
     async def restart_haproxy(self) -> str:
-        """Start HAProxy again (after it died, or to apply a new configuration)."""
+        """Start HAProxy again after it died (a running one is stopped first, dropping
+        what it holds: `set_algorithm` is the gentle way), with the operator's last
+        known drains, stops and weights."""
+        kept = dict(self.stat)
         if self.process.running:
             await self.process.stop()
+        self.states = {}
         pid = await self.start_haproxy()
+        await self._carry_over(kept)
         return f"haproxy restarted (pid {pid})"
+
+    async def _carry_over(self, kept: dict[str, StatRow]) -> None:
+        """Give a fresh HAProxy the operator's states and weights from an earlier one."""
+        for name, row in kept.items():
+            if name not in self.names:
+                continue
+            if row.status.startswith("DRAIN"):
+                await self.api.set_state(BACKEND, name, "drain")
+            elif row.status.startswith("MAINT"):
+                await self.api.set_state(BACKEND, name, "maint")
+            if row.weight != 1 and not row.status.startswith("MAINT"):
+                await self.api.set_weight(BACKEND, name, row.weight)
+        await self.refresh()
 
     def _new_process(self) -> HaproxyProcess:
         process = HaproxyProcess(str(self.config_path), on_line=self.reader.feed)
@@ -201,16 +219,7 @@ class HaproxyEngine(ServerActions):
         self.process = self._new_process()
         self.states = {}
         await self.start_haproxy()
-        for name, row in kept.items():
-            if name not in self.names:
-                continue
-            if row.status.startswith("DRAIN"):
-                await self.api.set_state(BACKEND, name, "drain")
-            elif row.status.startswith("MAINT"):
-                await self.api.set_state(BACKEND, name, "maint")
-            if row.weight != 1 and not row.status.startswith("MAINT"):
-                await self.api.set_weight(BACKEND, name, row.weight)
-        await self.refresh()
+        await self._carry_over(kept)
         self.retiring.append(old)
         old.soft_stop()
         self.log.event(f"operator: algorithm {algorithm} (haproxy pid {self.process.pid} "
