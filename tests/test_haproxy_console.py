@@ -69,8 +69,7 @@ async def test_keys_kill_restart_drain_through_haproxy(console: ConsoleApp) -> N
         pids = [r.pid for r in console.rows if r.pid]
         haproxy_pid = source.engine.process.pid
         await pilot.press("escape", "q")
-        await until(pilot, lambda: not console.is_running, 15,
-                    f"the app to exit ({message(console)!r}, focused {console.focused!r})")
+        await until(pilot, lambda: not console.is_running, 15, "the app to exit")
     assert haproxy_pid is not None and not pid_alive(haproxy_pid)
     assert not [pid for pid in pids if pid_alive(pid)]
 
