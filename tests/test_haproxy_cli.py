@@ -203,3 +203,24 @@ async def test_the_http_load_generator_checks_every_answer(tmp_path: Path) -> No
         assert not wrong.ok
     finally:
         procs.stop_all()
+
+
+@needs_haproxy
+def test_bench_measures_haproxy_http_per_request(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.bench.bench import bench_main
+    from app.cli import build_parser
+
+    args = build_parser().parse_args([
+        "bench", "-n", "2000", "--rounds", "2", "-c", "4", "-d", "8",
+        "--pingpong-requests", "200", "--targets", "direct,haproxy-http", "--timeout", "30",
+        "--json"])
+    code = bench_main(args)
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    result = report["targets"]["haproxy-http"]
+    assert result["status"] == "ok", result
+    assert result["load"]["answered"] == 1000 and result["load"]["ok"]
+    assert result["pingpong"]["ok"] and result["pingpong"]["answered"] == 200
+    assert "per request" in result["note"]
