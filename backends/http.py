@@ -42,10 +42,13 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method No
 
 
 class Answering(Protocol):
-    """What the HTTP side needs of a calculation server today."""
+    """What the HTTP side needs of a calculation server: today's `CalcServer`
+    (`answer(line, seq) -> bytes`, a count of connections) or one with
+    `handle(line, seq, reply)` and a set of connections it can pause (a black hole),
+    which `start_http` then uses as they are."""
 
     name: str
-    connections: int
+    connections: int | set
     delay: float
     """Seconds added before each answer (a slow server); 0 for none."""
 
@@ -113,12 +116,27 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.connections.add(self)
-        self.server.connections += 1
+        if isinstance(self.server.connections, set):
+            self.server.connections.add(self)  # it may pause us (a black hole)
+        else:
+            self.server.connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.connections.discard(self)
-        self.server.connections -= 1
+        if isinstance(self.server.connections, set):
+            self.server.connections.discard(self)
+        else:
+            self.server.connections -= 1
+
+    def pause(self) -> None:
+        """Stop reading (a black-holed server); what was read waits in the buffer."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -287,7 +305,7 @@ async def start_http(server: Answering, host: str, port: int, ping: Callable[[in
                      handler: Handler | None = None,
                      ) -> tuple[asyncio.Server, int, set[HttpConnection]]:
     """Listen for HTTP/1.1 on host:port (0 picks one); (server, real port, connections)."""
-    handle = handler or answer_handler(server)
+    handle = handler or getattr(server, "handle", None) or answer_handler(server)
     connections: set[HttpConnection] = set()
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(
