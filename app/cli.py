@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.config import add_runtime_options, runtime_config
+from app.config import add_runtime_options, engine_of, runtime_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("-q", "--quiet", action="store_true",
                         help="for random batches print only the summary")
     client.add_argument("--json", action="store_true", help="print answers as raw JSON lines")
+    client.add_argument("--http", action="store_true",
+                        help="speak HTTP/1.1 keep-alive (to `serve --engine haproxy`)")
     client.add_argument("--window", type=int, default=1024,
                         help="requests kept in flight by random batches (default 1024)")
 
@@ -90,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
                 config = runtime_config(args)
             except ValueError as exc:
                 parser.error(str(exc))
+        if args.command == "serve" and engine_of(args) == "haproxy":
+            from app.engines.serve import serve_main as haproxy_serve
+
+            return haproxy_serve(config, args.stats_interval)
         if args.command == "serve":
             from app.serve import serve_main
 
@@ -101,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "client":
             from app.terminal_client import client_main
 
-            return client_main(args.address, quiet=args.quiet, raw=args.json, window=args.window)
+            return client_main(args.address, quiet=args.quiet, raw=args.json, window=args.window,
+                               http=args.http)
         if args.command == "ctl":
             from app.control.ctl import ctl_main
 
@@ -121,7 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             return bench_main(args)
         from app.console import console_main
 
-        return console_main(config, headless=args.headless)
+        if engine_of(args) == "haproxy":
+            from app.engines.haproxy_process import HaproxyMissing, find_haproxy
+
+            try:
+                find_haproxy()
+            except HaproxyMissing as exc:
+                print(f"lbconsole: {exc}", file=sys.stderr)
+                return 1
+        return console_main(config, headless=args.headless, engine=engine_of(args))
     except KeyboardInterrupt:
         return 130
 

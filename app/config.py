@@ -13,6 +13,8 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 _SPAWNED = re.compile(r"server\d+")
 
+ENGINES = ("builtin", "haproxy")
+
 
 def parse_address(text: str, default_port: int = 5001) -> tuple[str, int]:
     """`HOST:PORT`, `:PORT`, `PORT` or `HOST` into (host, port)."""
@@ -128,6 +130,9 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     d = RuntimeConfig()
     s = argparse.SUPPRESS
     g = parser.add_argument_group("balancer")
+    g.add_argument("--engine", choices=ENGINES, default=s,
+                   help="builtin: the Python balancer (default); haproxy: a real HAProxy in "
+                        "the data path (mode http, per request), driven by lbconsole")
     g.add_argument("--host", default=s,
                    help="address to listen on (default 127.0.0.1; anything else exposes the "
                         "balancer to that network)")
@@ -178,6 +183,11 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                     help=f"rotate the log at this size (default {d.log_max_bytes})")
     lg.add_argument("--log-backups", type=int, default=s,
                     help=f"rotated files kept (default {d.log_backups})")
+
+
+def engine_of(args: argparse.Namespace) -> str:
+    """The engine chosen on the command line (`builtin` unless told)."""
+    return vars(args).get("engine", "builtin")
 
 
 def runtime_config(args: argparse.Namespace) -> RuntimeConfig:

@@ -421,8 +421,8 @@ class ConsoleApp(App[SessionSummary | None]):
         self.run_worker(run(), group="commands")
 
 
-def console_main(config: RuntimeConfig, headless: bool = False) -> int:
+def console_main(config: RuntimeConfig, headless: bool = False, engine: str = "builtin") -> int:
     """Run the console for real (see `app.console_main`); kept here for callers of old."""
     from app.console_main import console_main as run
 
-    return run(config, headless)
+    return run(config, headless, engine)

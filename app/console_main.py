@@ -43,8 +43,13 @@ async def _run(app: ConsoleApp, source: LiveSource, headless: bool) -> SessionSu
         await source.stop()
 
 
-def console_main(config: RuntimeConfig, headless: bool = False) -> int:
-    source = LiveSource(config, on_listening=_listening if headless else None)
+def console_main(config: RuntimeConfig, headless: bool = False, engine: str = "builtin") -> int:
+    if engine == "haproxy":  # a real HAProxy in the data path (app/engines)
+        from app.engines.source import HaproxySource
+
+        source = HaproxySource(config, on_listening=_listening if headless else None)
+    else:
+        source = LiveSource(config, on_listening=_listening if headless else None)
     app = ConsoleApp(source, freeze_gc=True, history=history_path())
     try:
         summary = eventloop.run(_run(app, source, headless))

@@ -23,6 +23,9 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", metavar="ADDR",
                         help="address to listen on (default 127.0.0.1; others are unprotected)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    parser.add_argument("--http-port", type=int, default=None, metavar="P",
+                        help="also serve HTTP/1.1 on port P, for HAProxy (0: a free one); "
+                             "its line `http NAME ADDR:PORT` follows the ready line")
     parser.add_argument("--seed", type=int, default=None, metavar="S",
                         help="seed for random operands and injected faults (repeatable runs)")
     add_settings_options(parser)

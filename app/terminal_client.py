@@ -16,6 +16,7 @@ from collections import deque
 import orjson
 
 from app.config import parse_address
+from app.engines.http_client import HttpClient, run_http_batch
 from balancer import eventloop
 from balancer.client import Client, ClientError, run_batch
 from balancer.protocol import describe
@@ -43,10 +44,13 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | N
 
 
 class TerminalClient:
-    def __init__(self, host: str, port: int, *, quiet: bool, raw: bool, window: int) -> None:
+    def __init__(self, host: str, port: int, *, quiet: bool, raw: bool, window: int,
+                 http: bool = False) -> None:
         self.host, self.port = host, port
+        self.http = http
+        """HTTP keep-alive (`--http`, for `--engine haproxy`) instead of the line protocol."""
         self.quiet, self.raw, self.window = quiet, raw, max(1, window)
-        self.client: Client | None = None
+        self.client: Client | HttpClient | None = None
         self.pending: deque[asyncio.Future[dict]] = deque()
         self.out = sys.stdout
         self.interactive = sys.stdin.isatty()
@@ -80,7 +84,8 @@ class TerminalClient:
 
     async def run(self) -> int:
         try:
-            self.client = await Client.connect(self.host, self.port)
+            self.client = await (HttpClient if self.http else Client).connect(self.host,
+                                                                               self.port)
         except ClientError as exc:
             print(f"lbconsole client: {exc}", file=sys.stderr)
             return 1
@@ -150,14 +155,15 @@ class TerminalClient:
                     lines.append(describe(orjson.loads(line)))
             self.out.write("\n".join(lines) + "\n")
 
-        progress = await run_batch(self.host, self.port, count, window=self.window,
-                                   on_chunk=None if self.quiet else print_chunk)
+        batch = run_http_batch if self.http else run_batch
+        progress = await batch(self.host, self.port, count, window=self.window,
+                               on_chunk=None if self.quiet else print_chunk)
         self.out.flush()
         self.say(f"random {count}: {progress.summary()}")
 
 
 def client_main(address: str, *, quiet: bool = False, raw: bool = False,
-                window: int = 1024) -> int:
+                window: int = 1024, http: bool = False) -> int:
     try:
         host, port = parse_address(address)
     except Exception as exc:  # argparse.ArgumentTypeError and friends
@@ -165,6 +171,6 @@ def client_main(address: str, *, quiet: bool = False, raw: bool = False,
         return 2
     try:
         return eventloop.run(TerminalClient(host, port, quiet=quiet, raw=raw,
-                                            window=window).run())
+                                            window=window, http=http).run())
     except BrokenPipeError:
         return 0

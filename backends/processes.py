@@ -42,6 +42,8 @@ class ManagedServer:
     pid: int | None = None
     host: str = "127.0.0.1"
     port: int | None = None
+    http_port: int | None = None
+    """The server's HTTP/1.1 port, when the supervisor was made with `http=True`."""
     state: ProcessState = ProcessState.STARTING
     returncode: int | None = None
     reason: str = ""

@@ -45,6 +45,17 @@ async def serve(args: argparse.Namespace, settings: ServerSettings | None = None
               f"{exc.strerror or exc}", flush=True)
         return 1
     port = server.sockets[0].getsockname()[1]
+    http_conns: set[asyncio.Protocol] = set()
+    if args.http_port is not None:  # the HTTP/1.1 interface, for HAProxy (backends/http.py)
+        from backends.http import start_http
+
+        try:
+            _, http_port, http_conns = await start_http(calc, args.host, args.http_port,
+                                                        calc.pong)  # type: ignore[assignment]
+        except OSError as exc:
+            print(f"error {args.name} cannot listen on {args.host}:{args.http_port}: "
+                  f"{exc.strerror}", flush=True)
+            return 1
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
@@ -53,12 +64,14 @@ async def serve(args: argparse.Namespace, settings: ServerSettings | None = None
         # EOF means it is gone, so we go too.
         await listen_stdin(calc, done)
     print(f"ready {args.name} {args.host}:{port} pid {os.getpid()}", flush=True)
+    if args.http_port is not None:
+        print(f"http {args.name} {args.host}:{http_port}", flush=True)
     await done.wait()
     server.close()
     deadline = time.monotonic() + SHUTDOWN_GRACE
     while calc.outstanding and not calc.settings.blackhole and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
-    for conn in list(calc.connections):
+    for conn in [*calc.connections, *http_conns]:
         transport = getattr(conn, "transport", None)
         if transport is not None:
             transport.close()
@@ -73,6 +86,8 @@ def build_parser(prog: str = "python -m backends.server") -> argparse.ArgumentPa
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--delay", type=float, default=0.0,
                         help="seconds added before each answer (older form of --latency)")
+    parser.add_argument("--http-port", type=int, default=None, metavar="P",
+                        help="also serve HTTP/1.1 on port P (0 picks a free one)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for random operands and injected faults (repeatable runs)")
     add_settings_options(parser)

@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 _READY = re.compile(r"^ready (\S+) (\S+):(\d+) pid (\d+)")
+_HTTP = re.compile(r"^http (\S+) (\S+):(\d+)")
 _ROOT = str(Path(__file__).resolve().parent.parent)
 
 CONTROL_TIMEOUT = 5.0
@@ -64,6 +65,7 @@ class ServerSupervisor:
         speed: float = 1.0,
         latency_ms: float | None = None,
         seed: int | None = None,
+        http: bool = False,
     ) -> None:
         self.host = host
         self.python = python
@@ -76,6 +78,8 @@ class ServerSupervisor:
         """Settings of servers declared without their own (raises ValueError if bad)."""
         self.seed = seed
         """With a seed, each server gets its own seed derived from it and its name."""
+        self.http = http
+        """Start every server with `--http-port 0` too (the HAProxy engine's data path)."""
         self.servers: dict[str, ManagedServer] = {}
         self.closed = False
 
@@ -137,6 +141,7 @@ class ServerSupervisor:
             return server
         server.state = ProcessState.STARTING
         server.port = None
+        server.http_port = None
         server.returncode = None
         server.stopping = False
         server.reason = "starting"
@@ -147,6 +152,8 @@ class ServerSupervisor:
                 *settings_arguments(launched)]
         if server.seed is not None:
             args += ["--seed", str(server.seed)]
+        if self.http:
+            args += ["--http-port", "0"]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
         try:
@@ -179,6 +186,18 @@ class ServerSupervisor:
             self._failed(server, f"failed to start: {detail}")
             return server
         server.host, server.port = match[2], int(match[3])
+        if self.http:
+            try:
+                line = await asyncio.wait_for(process.stdout.readline(), self.ready_timeout)
+            except TimeoutError:
+                line = b""
+            http = _HTTP.match(line.decode("utf-8", "replace"))
+            if http is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                self._failed(server, "no http line after the ready line")
+                return server
+            server.http_port = int(http[3])
         server.replies = {}
         server.reader = asyncio.get_running_loop().create_task(
             self._read_replies(server, process, server.replies))

@@ -37,7 +37,9 @@ from app.bench.procs import (
 )
 from app.bench.report import goals, paired_ratio, render_table
 
-TARGETS = ("direct", "serve", "serve-nolog", "console", "haproxy")
+TARGETS = ("direct", "serve", "serve-nolog", "console", "haproxy", "haproxy-http")
+HTTP_TARGETS = frozenset({"haproxy-http"})
+"""Targets the generator drives over HTTP/1.1 keep-alive instead of request lines."""
 DEFAULT_REQUESTS = 1_000_000
 START_TIMEOUT = 20.0
 PINGPONG_SLICE = 100
@@ -70,7 +72,8 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
         " Targets: direct (the generator spreads its connections over the servers itself: "
         "the ceiling), serve (`lbconsole serve` with per-request logging, as users run it), "
         "serve-nolog (--no-request-log), console (the balancer inside the headless console, "
-        "when that exists), haproxy (HAProxy in tcp mode, when on PATH). Every target uses "
+        "when that exists), haproxy (HAProxy in tcp mode, when on PATH), haproxy-http (HAProxy "
+        "in http mode, per request, over the servers' HTTP ports). Every target uses "
         "the very same server processes.")
     parser.add_argument("-c", "--connections", type=_positive_int, default=8,
                         help="client connections of the generator (default 8)")
@@ -113,7 +116,8 @@ def bench_main(args: argparse.Namespace) -> int:
         procs = Processes(workdir)
         try:
             say(f"starting {args.servers} calculation servers")
-            servers = start_servers(procs, args.servers, START_TIMEOUT)
+            servers = start_servers(procs, args.servers, START_TIMEOUT,
+                                    http=bool(HTTP_TARGETS & set(wanted)))
             rounds: dict[str, list[dict]] = {name: [] for name in wanted}
             running: dict[str, Running | None] = {}
             for name in wanted:
@@ -185,7 +189,7 @@ def start_target(name: str, procs: Processes, servers: list[Running],
             return {"status": "skipped", "reason": "headless console not available",
                     "detail": str(exc)}
         return {"status": "failed", "reason": str(exc)}
-    if name == "haproxy" and balancer is None:
+    if name in ("haproxy", "haproxy-http") and balancer is None:
         return {"status": "skipped", "reason": "haproxy not found on PATH"}
     return balancer
 
@@ -202,7 +206,8 @@ def run_round(name: str, balancer: Running | None, procs: Processes, servers: li
         watched["balancer"] = balancer.pid
     try:
         before = _cpu_snapshot(watched)
-        load = _generate(procs, addresses, args.connections, args.depth, args.requests, args)
+        load = _generate(procs, addresses, args.connections, args.depth, args.requests, args,
+                         http=name in HTTP_TARGETS)
         after = _cpu_snapshot(watched)
     except BenchError as exc:
         return {"status": "failed", "reason": str(exc)}
@@ -220,7 +225,8 @@ def run_pingpong(names: list[str], running: dict[str, Running | None], procs: Pr
                "--slice", str(PINGPONG_SLICE), "--timeout", str(args.timeout),
                "--stall", str(args.stall)]
     for name, address in pairs:
-        command += ["--pingpong", f"{name}={address}"]
+        flag = "--pingpong-http" if name in HTTP_TARGETS else "--pingpong"
+        command += [flag, f"{name}={address}"]
     try:
         report = procs.run_json("pingpong", command, args.timeout + 30)
     except BenchError as exc:
@@ -260,14 +266,18 @@ def _start_target(name: str, procs: Processes, servers: list[Running],
         if haproxy_path() is None:
             return None
         return start_haproxy(procs, servers, START_TIMEOUT)
+    if name == "haproxy-http":
+        if haproxy_path() is None:
+            return None
+        return start_haproxy(procs, servers, START_TIMEOUT, http=True)
     raise BenchError(f"unknown target {name!r}")
 
 
 def _generate(procs: Processes, addresses: list[str], connections: int, depth: int,
-              requests: int, args: argparse.Namespace) -> dict:
+              requests: int, args: argparse.Namespace, http: bool = False) -> dict:
     command = [sys.executable, "-m", "app.bench.loadgen", "-c", str(connections),
                "-d", str(depth), "-n", str(requests), "--timeout", str(args.timeout),
-               "--stall", str(args.stall), "--json"]
+               "--stall", str(args.stall), "--json", *(["--http"] if http else [])]
     for address in addresses:
         command += ["--target", address]
     return procs.run_json("loadgen", command, args.timeout + 30)
@@ -326,6 +336,10 @@ def _figures(name: str, load: dict, before: dict, after: dict,
     if name == "haproxy":
         result["note"] = ("HAProxy in tcp mode picks a server per connection, not per request; "
                           "one thread (nbthread 1)")
+    if name == "haproxy-http":
+        result["note"] = ("HAProxy in http mode picks a server per request over the servers' "
+                          "HTTP/1.1 ports, keep-alive; it answers a connection's pipelined "
+                          "requests one at a time; one thread (nbthread 1)")
     return result
 
 

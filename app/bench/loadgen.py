@@ -215,7 +215,7 @@ class LoadRun:
     """Connections, the shared pool, progress, and the watchdog that ends stalls."""
 
     def __init__(self, targets: list[tuple[str, int]], connections: int, depth: int,
-                 requests: int, *, seed: int = 1) -> None:
+                 requests: int, *, seed: int = 1, http: bool = False) -> None:
         if not targets:
             raise ValueError("at least one target")
         if connections < 1 or depth < 1 or requests < 1:
@@ -227,6 +227,12 @@ class LoadRun:
         self.connections_wanted = connections
         lines, fields = build_pool(POOL_SIZE, seed)
         self.expected = [(f + b"}", f + b',"server":"') for f in fields]
+        self.http = http
+        """HTTP/1.1 keep-alive (app.bench.httpload) instead of the line protocol."""
+        if http:
+            from app.bench.httpload import http_requests
+
+            lines = http_requests(lines)
         doubled = lines + lines
         self.blob = b"".join(doubled)
         self.offsets = [0]
@@ -252,11 +258,16 @@ class LoadRun:
 
     async def connect(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
+        kind = LoadConnection
+        if self.http:
+            from app.bench.httpload import HttpLoadConnection
+
+            kind = HttpLoadConnection
         for index, quota in enumerate(self.quotas):
             host, port = self.targets[index % len(self.targets)]
             try:
                 _, conn = await asyncio.wait_for(loop.create_connection(
-                    lambda i=index, q=quota: LoadConnection(self, i, q), host, port), timeout)
+                    lambda i=index, q=quota: kind(self, i, q), host, port), timeout)
             except TimeoutError:
                 raise LoadError(f"cannot connect to {host}:{port}: timed out") from None
             except OSError as exc:
@@ -348,9 +359,9 @@ def _uvloop_running() -> bool:
 
 async def run_load(targets: list[tuple[str, int]], connections: int = 8, depth: int = 64,
                    requests: int = 100_000, *, timeout: float = 60.0, stall: float = 5.0,
-                   connect_timeout: float = 5.0, seed: int = 1) -> Totals:
+                   connect_timeout: float = 5.0, seed: int = 1, http: bool = False) -> Totals:
     """One run against the targets; failures end up in `Totals.error`, never as a hang."""
-    run = LoadRun(targets, connections, depth, requests, seed=seed)
+    run = LoadRun(targets, connections, depth, requests, seed=seed, http=http)
     elapsed = cpu = 0.0
     error = None
     try:
@@ -365,7 +376,7 @@ async def run_load(targets: list[tuple[str, int]], connections: int = 8, depth: 
 
 def ping_pong(targets: list[tuple[str, tuple[str, int]]], requests: int, *, slice_size: int = 100,
               warmup: int = 200, timeout: float = 60.0, stall: float = 5.0,
-              seed: int = 1) -> dict:
+              seed: int = 1, http: frozenset[str] = frozenset()) -> dict:
     """One request in flight at a time on one connection per target, the targets
     taking turns in slices of `slice_size` requests (in a shuffled order each
     turn) until each has had `requests`. Whatever the machine does meanwhile
@@ -380,7 +391,12 @@ def ping_pong(targets: list[tuple[str, tuple[str, int]]], requests: int, *, slic
     error = None
     try:
         for name, address in targets:
-            conns[name] = _PingConnection(address, stall, lines, fields)
+            if name in http:
+                from app.bench.httpload import HttpPingConnection
+
+                conns[name] = HttpPingConnection(address, stall, lines, fields)
+            else:
+                conns[name] = _PingConnection(address, stall, lines, fields)
             results[name] = {"requests": requests}
         for conn in conns.values():
             conn.run(warmup, None)
@@ -491,6 +507,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         metavar="NAME=HOST:PORT",
                         help="ping-pong instead of load: one request in flight per target, "
                              "the targets taking turns (repeat for each target)")
+    parser.add_argument("--pingpong-http", action="append", type=_named_target, default=[],
+                        metavar="NAME=HOST:PORT", help="a ping-pong target over HTTP keep-alive")
+    parser.add_argument("--http", action="store_true",
+                        help="load over HTTP/1.1 keep-alive (POST /) instead of request lines")
     parser.add_argument("--slice", type=int, default=100,
                         help="ping-pong requests per target per turn (default 100)")
     parser.add_argument("-c", "--connections", type=int, default=8)
@@ -513,9 +533,10 @@ def _named_target(text: str) -> tuple[str, tuple[str, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.pingpong:
-        report = ping_pong(args.pingpong, args.requests, slice_size=max(1, args.slice),
-                           timeout=args.timeout, stall=args.stall, seed=args.seed)
+    if args.pingpong or args.pingpong_http:
+        report = ping_pong(args.pingpong + args.pingpong_http, args.requests,
+                           slice_size=max(1, args.slice), timeout=args.timeout, stall=args.stall,
+                           seed=args.seed, http=frozenset(n for n, _ in args.pingpong_http))
         print(json.dumps(report), flush=True)
         return 0 if report["ok"] else 1
     if not args.target:
@@ -523,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     totals = eventloop.run(run_load(args.target, args.connections, args.depth, args.requests,
-                                    timeout=args.timeout, stall=args.stall, seed=args.seed))
+                                    timeout=args.timeout, stall=args.stall, seed=args.seed,
+                                    http=args.http))
     if args.json:
         print(json.dumps(asdict(totals)), flush=True)
     else:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _READY = re.compile(r"^ready (\S+) (\S+):(\d+) pid (\d+)", re.M)
+_HTTP = re.compile(r"^http (\S+) (\S+):(\d+)", re.M)
 _LISTENING = re.compile(r"^listening on (\S+):(\d+)", re.M)
 _ROOT = str(Path(__file__).resolve().parents[2])
 _PR_SET_PDEATHSIG = 1
@@ -49,6 +50,8 @@ class Running:
     err: Path
     host: str = "127.0.0.1"
     port: int = 0
+    http_port: int = 0
+    """A server's HTTP/1.1 port (servers started with http=True)."""
 
     @property
     def pid(self) -> int:
@@ -153,17 +156,22 @@ class Processes:
 # ------------------------------------------------------------------ starting targets
 
 
-def start_servers(procs: Processes, count: int, timeout: float = 15.0) -> list[Running]:
-    """`python -m backends.server` × count, on free ports; stdin held so they die with us."""
+def start_servers(procs: Processes, count: int, timeout: float = 15.0,
+                  http: bool = False) -> list[Running]:
+    """`python -m backends.server` × count, on free ports; stdin held so they die with us.
+    With `http`, each also serves HTTP/1.1 on a free port (for haproxy-http)."""
     servers = []
+    extra = ["--http-port", "0"] if http else []
     for index in range(1, count + 1):
         name = f"server{index}"
         servers.append(procs.start(name, [
             sys.executable, "-m", "backends.server", "--name", name, "--port", "0",
-            "--exit-on-stdin-eof"], stdin_pipe=True))
+            "--exit-on-stdin-eof", *extra], stdin_pipe=True))
     for server in servers:
         match = procs.wait_for_line(server, _READY, timeout)
         server.host, server.port = match[2], int(match[3])
+        if http:
+            server.http_port = int(procs.wait_for_line(server, _HTTP, timeout)[3])
     return servers
 
 
@@ -219,16 +227,39 @@ listen bench
 """
 
 
-def start_haproxy(procs: Processes, servers: list[Running], timeout: float) -> Running:
-    """HAProxy in the foreground (-db) on a free port, round robin over our servers."""
+HAPROXY_HTTP_CONFIG = """\
+# Written by lbconsole bench: http mode (a server per request), keep-alive, one thread.
+global
+    maxconn 4096
+    nbthread 1
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    timeout http-keep-alive 120s
+listen bench
+    bind 127.0.0.1:{port}
+    balance roundrobin
+{servers}
+"""
+
+
+def start_haproxy(procs: Processes, servers: list[Running], timeout: float,
+                  http: bool = False) -> Running:
+    """HAProxy in the foreground (-db) on a free port, round robin over our servers:
+    per connection (tcp mode) or, with `http`, per request over their HTTP ports."""
     binary = haproxy_path()
     if binary is None:
         raise BenchError("haproxy not found on PATH")
     port = free_port()
-    config = procs.workdir / "haproxy.cfg"
-    config.write_text(HAPROXY_CONFIG.format(port=port, servers="\n".join(
-        f"    server {s.name} {s.address}" for s in servers)))
-    running = procs.start("haproxy", [binary, "-db", "-f", str(config)])
+    name = "haproxy-http" if http else "haproxy"
+    config = procs.workdir / f"{name}.cfg"
+    template = HAPROXY_HTTP_CONFIG if http else HAPROXY_CONFIG
+    config.write_text(template.format(port=port, servers="\n".join(
+        f"    server {s.name} {s.host}:{s.http_port if http else s.port}" for s in servers)))
+    running = procs.start(name, [binary, "-db", "-f", str(config)])
     running.port = port
     deadline = time.monotonic() + timeout
     while True:
