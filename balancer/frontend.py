@@ -166,28 +166,25 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.buffer:
             data = self.buffer + data
-        end = data.rfind(b"\n")
-        if end < 0:
-            self.buffer = data
-            if len(data) > MAX_LINE:
-                self._too_long()
-            return
-        self.buffer = data[end + 1:]
-        body = data[:end]
-        lines = body.split(b"\n")
-        if (len(body) > MAX_LINE or body.translate(None, _PLAIN)
-                or body[:1] == b" " or b"\n " in body):
-            prefixes, lines = self._prepare(lines)
-        else:
-            if not body or b"\n\n" in body or body[:1] == b"\n" or body[-1:] == b"\n":
-                lines = [line for line in lines if line]
-            seq = self.seq
-            self.seq = seq + len(lines)
-            if len(lines) == 1:
-                prefixes = [b'{"id":%d' % self.seq]  # cheaper than the comprehension
+        lines = data.split(b"\n")
+        self.buffer = lines.pop()
+        if lines:
+            # One C pass over the chunk decides whether any line needs a closer look
+            # (JSON, CR, leading blanks, exit/quit/ping, an over-long line); its
+            # unfinished last line can only make that likelier, never hide a case.
+            if (data.translate(None, _PLAIN) or data[:1] == b" " or b"\n " in data
+                    or (len(data) > MAX_LINE and max(map(len, lines)) > MAX_LINE)):
+                prefixes, lines = self._prepare(lines)
             else:
-                prefixes = [b'{"id":%d' % n for n in range(seq + 1, self.seq + 1)]
-        self._send(prefixes, lines)
+                if b"" in lines:
+                    lines = [line for line in lines if line]
+                seq = self.seq
+                self.seq = seq + len(lines)
+                if len(lines) == 1:
+                    prefixes = [b'{"id":%d' % self.seq]  # cheaper than the comprehension
+                else:
+                    prefixes = [b'{"id":%d' % n for n in range(seq + 1, self.seq + 1)]
+            self._send(prefixes, lines)
         if self.state is OPEN and len(self.buffer) > MAX_LINE:
             self._too_long()
 
