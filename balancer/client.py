@@ -326,8 +326,10 @@ async def run_batch(
         end = start + count
         if end <= pool_len:
             data = b"".join(pool[start:end])
-        else:
-            data = b"".join(pool[start:]) + b"".join(pool[: end - pool_len])
+        else:  # round the pool's end, more than once when the window is bigger than the pool
+            laps, tail = divmod(end, pool_len)
+            data = (b"".join(pool[start:]) + b"".join(pool) * (laps - 1)
+                    + b"".join(pool[:tail]))
         starts.append(progress.sent + 1)
         sent_at.append(time.perf_counter())
         progress.sent += count

@@ -110,3 +110,12 @@ def test_a_big_batch_summary_fits_the_console_message_at_80_columns() -> None:
     shown = " ".join(_lines_at_80_columns(
         f"random 1,000,000 cancelled: {progress.summary()}")[:2])
     assert "p50 12.3 p95 999 p99 999 max 999 ms" in shown
+
+
+async def test_a_window_bigger_than_the_pool_sends_every_request(balancer_port: int) -> None:
+    """35 in flight from a pool of 10 lines: the first write goes round the pool 3.5 times."""
+    lines = make_batch(10, None, seed=2, ids=False)
+    progress = await run_batch("127.0.0.1", balancer_port, 100, window=35, lines=lines,
+                               check_all=True, stall_timeout=5)
+    assert progress.failure is None and progress.answered == progress.sent == 100
+    assert progress.checked == 100 and progress.bad == 0 and progress.errors == 0
