@@ -1,11 +1,19 @@
-"""Command-line options shared by the console and `serve`, turned into a RuntimeConfig."""
+"""Command-line options shared by the console and `serve`, turned into a RuntimeConfig.
+
+Server settings (`--server-workers`, `--server-speed`, `--server-latency`) are read
+by the command grammar's own value parser, so `speed 3 0.5` typed live and
+`--server-speed server3=0.5` accept and refuse the same values; `lbconsole
+compare` takes the same argparse types from here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import re
+from collections.abc import Callable
 
+from app.control.grammar import parse_percent, parse_setting_value
 from app.runtime import RuntimeConfig
 from balancer.algorithms import ALGORITHMS, MAX_WEIGHT
 
@@ -126,6 +134,52 @@ def parse_weight(text: str) -> tuple[str, int]:
     return name, int(value)
 
 
+def server_setting(setting: str) -> Callable[[str], object]:
+    """An argparse type for one server setting's value (`workers`: a count or `unlimited`,
+    as None; `speed`: a factor; `latency`: ms), with the grammar's message when bad."""
+
+    def convert(text: str) -> object:
+        value = parse_setting_value(setting, text.strip())
+        if isinstance(value, str):
+            raise argparse.ArgumentTypeError(value)
+        return value
+
+    return convert
+
+
+def named_setting(setting: str) -> Callable[[str], tuple[str, object]]:
+    """An argparse type for `NAME=VALUE`: one server's setting."""
+    value_of = server_setting(setting)
+
+    def convert(text: str) -> tuple[str, object]:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=VALUE (e.g. server3={'0.5' if setting == 'speed' else '20'}), "
+                f"not {text!r}")
+        return name.strip(), value_of(value)
+
+    return convert
+
+
+def _whole(low: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        if not text.strip().isdigit() or int(text) < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low}, not {text!r}")
+        return int(text)
+
+    return convert
+
+
+def _fraction(text: str) -> float:
+    """`20%` (or `20`) as 0.2."""
+    percent = parse_percent(text)
+    if percent is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a percentage from 0 to 100 (e.g. 20%), not {text!r}")
+    return percent / 100
+
+
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     d = RuntimeConfig()
     s = argparse.SUPPRESS
@@ -162,6 +216,17 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weight", type=parse_weight, action="append", default=s,
                    metavar="NAME=W",
                    help="a server's weight, 0-256, default 1; 0 takes it out (repeatable)")
+    g.add_argument("--server-workers", type=server_setting("workers"), default=s, metavar="K",
+                   help="requests each spawned server works on at once; the others wait "
+                        "inside it (default unlimited); live: workers N K")
+    g.add_argument("--server-speed", type=named_setting("speed"), action="append", default=s,
+                   metavar="NAME=F",
+                   help="a spawned server's speed: its work takes work_ms / F (default 1; "
+                        "repeatable); live: speed N F")
+    g.add_argument("--server-latency", type=named_setting("latency"), action="append",
+                   default=s, metavar="NAME=MS",
+                   help="ms a spawned server adds to every answer (default 0; repeatable); "
+                        "live: latency N MS")
     g.add_argument("--admin-socket", default=s, metavar="PATH",
                    help="the runtime API's unix socket (default: beside the log file, "
                         "loadbalancer.sock; '-' for none)")
@@ -174,6 +239,22 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                    help=f"failed checks to take an UP server DOWN (default {d.fall})")
     h.add_argument("--check-timeout", type=_positive(float), default=s, metavar="S",
                    help=f"seconds a check may take (default {d.check_timeout:g})")
+    f = parser.add_argument_group("retries and outlier ejection")
+    f.add_argument("--retries", type=_whole(0), default=s, metavar="N",
+                   help=f"times a request answered with a server fault is sent to another "
+                        f"server (default {d.retries})")
+    f.add_argument("--retry-budget", type=_fraction, default=s, metavar="P%",
+                   help=f"retries allowed, as a share of the last 10 s of requests "
+                        f"(default {d.retry_budget * 100:g}%%)")
+    f.add_argument("--eject-after", type=_whole(0), default=s, metavar="N",
+                   help=f"server faults in a row that eject a server (default {d.eject_after}"
+                        f"; 0: never)")
+    f.add_argument("--eject-time", type=_positive(float), default=s, metavar="S",
+                   help=f"first ejection's length, doubled on each repeat "
+                        f"(default {d.eject_time:g})")
+    f.add_argument("--max-ejected", type=_fraction, default=s, metavar="P%",
+                   help=f"largest share of the servers ejected at once "
+                        f"(default {d.max_ejected * 100:g}%%)")
     lg = parser.add_argument_group("log")
     lg.add_argument("--log-file", default=s, metavar="PATH",
                     help=f"log file (default {d.log_file}; '-' for none)")
@@ -201,12 +282,12 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     if servers is None:
         servers = 0 if backends else d.servers
     weights = dict(get("weight", []) or [])
-    names = {f"server{i}" for i in range(1, servers + 1)}
-    names |= {f"backend{i}" for i in range(1, len(backends) + 1)}
-    unknown = sorted(set(weights) - names)
-    if unknown:
-        raise ValueError(f"--weight {unknown[0]}=…: there is no server {unknown[0]!r} "
-                         f"(the servers are {', '.join(sorted(names)) or 'none'})")
+    spawned = {f"server{i}" for i in range(1, servers + 1)}
+    _known("--weight", weights, spawned | {name for name, _, _ in backends})
+    speeds = dict(get("server_speed", []) or [])
+    latencies = dict(get("server_latency", []) or [])
+    _known("--server-speed", speeds, spawned, " that lbconsole starts")
+    _known("--server-latency", latencies, spawned, " that lbconsole starts")
     return RuntimeConfig(
         host=get("host", d.host),
         port=get("port", d.port),
@@ -227,5 +308,20 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
         server_delay=get("server_delay", d.server_delay),
         algorithm=get("algorithm", d.algorithm),
         weights=weights,
+        server_workers=get("server_workers", d.server_workers),
+        server_speeds=speeds,
+        server_delays={name: ms / 1000.0 for name, ms in latencies.items()},
+        retries=get("retries", d.retries),
+        retry_budget=get("retry_budget", d.retry_budget),
+        eject_after=get("eject_after", d.eject_after),
+        eject_time=get("eject_time", d.eject_time),
+        max_ejected=get("max_ejected", d.max_ejected),
         admin_socket=None if admin_socket == "-" else admin_socket,
     )
+
+
+def _known(option: str, given: dict[str, object], names: set[str], which: str = "") -> None:
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise ValueError(f"{option} {unknown[0]}=…: there is no server {unknown[0]!r}{which} "
+                         f"(the servers are {', '.join(sorted(names)) or 'none'})")

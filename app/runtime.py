@@ -57,7 +57,12 @@ class RuntimeConfig:
     server_ports: dict[str, int] = field(default_factory=dict)
     """Fixed ports for some spawned servers (normally every server gets port 0)."""
     server_delays: dict[str, float] = field(default_factory=dict)
-    """Per-server answer delays in seconds (a slow server), overriding server_delay."""
+    """Per-server answer delays in seconds (a slow server), overriding server_delay
+    (`--server-latency NAME=MS`)."""
+    server_workers: int | None = None
+    """Requests each spawned server works on at once (None: unlimited), `add`ed ones too."""
+    server_speeds: dict[str, float] = field(default_factory=dict)
+    """Speed factors by server name (the others have 1): work takes work_ms / speed."""
     algorithm: str = "roundrobin"
     """The balancing algorithm at start (balancer.algorithms.ALGORITHMS)."""
     weights: dict[str, int] = field(default_factory=dict)
@@ -136,7 +141,7 @@ class Runtime:
                               log_requests=c.log_requests)
         self.balancer = Balancer(c.balancer_config(), self.log)
         self.supervisor = ServerSupervisor(host="127.0.0.1", on_event=self._on_process_event,
-                                           delay=c.server_delay)
+                                           delay=c.server_delay, workers=c.server_workers)
         self.started = False
         self._locks: dict[str, asyncio.Lock] = {}
         self.control_server: ControlServer | None = None
@@ -192,7 +197,8 @@ class Runtime:
         for name in names:
             self.balancer.add_backend(name)
             self.supervisor.declare(name, port=c.server_ports.get(name, 0),
-                                    delay=c.server_delays.get(name))
+                                    delay=c.server_delays.get(name),
+                                    speed=c.server_speeds.get(name))
         for name, weight in c.weights.items():
             with contextlib.suppress(KeyError):
                 self.balancer.set_weight(name, weight)

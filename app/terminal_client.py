@@ -2,7 +2,9 @@
 
 Reads commands line by line (`somma 3 4`, `3 * 4`, `random 50`, `exit`) and
 prints each answer. Requests from a pipe are pipelined and their answers
-printed in input order; `random N` runs a batch and ends with a summary line.
+printed in input order; `random N` runs a batch and ends with a summary line
+(counts and latency percentiles). `random N work A-B` / `work exp:M` is parsed
+by the console's own grammar and sends JSON requests carrying `work_ms`.
 """
 
 from __future__ import annotations
@@ -16,19 +18,21 @@ from collections import deque
 import orjson
 
 from app.config import parse_address
+from app.control.batch import make_batch
+from app.control.grammar import Invalid, RunBatch, Work, parse_command
 from app.engines.http_client import HttpClient, run_http_batch
 from balancer import eventloop
-from balancer.client import Client, ClientError, run_batch
+from balancer.client import POOL_SIZE, Client, ClientError, run_batch
 from balancer.protocol import describe
 
 HELP = """requests:  somma 3 4 | sottrazione 9 2 | moltiplicazione 6 7 | divisione 10 4
            add/sub/mul/div, infix 3 * 4, no operands: the server draws them
            {"id": 7, "op": "somma", "a": 3, "b": 4}
 commands:  random N   send N random requests pipelined, then a summary
+           random N work A-B | work exp:M   each carries work_ms: uniform A-B ms,
+                      or exponential with mean M ms
            ping       ask the balancer how many servers are UP
            exit       finish what is in flight and leave"""
-
-MAX_BATCH = 100_000_000
 
 
 def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | None]) -> None:
@@ -133,10 +137,11 @@ class TerminalClient:
             return True
         if command == "random":
             await self.settle()
-            if len(words) != 2 or not words[1].isdigit() or not 0 < int(words[1]) <= MAX_BATCH:
-                self.say(f"usage: random N   (1 <= N <= {MAX_BATCH:,})")
-                return True
-            await self.batch(int(words[1]))
+            batch = parse_command(line)
+            if isinstance(batch, RunBatch):
+                await self.batch(batch.count, batch.work)
+            elif isinstance(batch, Invalid):
+                self.say(batch.message)
             return True
         self.pending.append(self.client.send(line))
         if len(self.pending) >= self.window:
@@ -144,7 +149,7 @@ class TerminalClient:
         self.show_done()
         return True
 
-    async def batch(self, count: int) -> None:
+    async def batch(self, count: int, work: Work | None = None) -> None:
         def print_chunk(chunk: bytes) -> None:
             if self.raw:
                 self.out.write(chunk.decode("utf-8", "replace"))
@@ -155,11 +160,18 @@ class TerminalClient:
                     lines.append(describe(orjson.loads(line)))
             self.out.write("\n".join(lines) + "\n")
 
-        batch = run_http_batch if self.http else run_batch
-        progress = await batch(self.host, self.port, count, window=self.window,
-                               on_chunk=None if self.quiet else print_chunk)
+        # With work: a pool of JSON requests without ids (answers carry line numbers).
+        lines = None if work is None else make_batch(min(count, POOL_SIZE), work, seed=None,
+                                                     ids=False)
+        if self.http:
+            progress = await run_http_batch(self.host, self.port, count, window=self.window,
+                                            on_chunk=None if self.quiet else print_chunk)
+        else:
+            progress = await run_batch(self.host, self.port, count, window=self.window,
+                                       on_chunk=None if self.quiet else print_chunk, lines=lines)
         self.out.flush()
-        self.say(f"random {count}: {progress.summary()}")
+        label = f"random {count}" + ("" if work is None else f" work {work.text()}")
+        self.say(f"{label}: {progress.summary()}")
 
 
 def client_main(address: str, *, quiet: bool = False, raw: bool = False,

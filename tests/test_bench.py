@@ -8,13 +8,15 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from app.bench import bench as bench_module
 from app.bench.bench import bench_main
 from app.bench.loadgen import POOL_SIZE, build_pool, ping_pong, run_load
 from app.bench.procs import settle
-from app.bench.report import paired_ratio
+from app.bench.report import add_ratios, goals, paired_ratio
 from app.cli import build_parser
 from backends.server import CalcServer
 
@@ -149,13 +151,14 @@ def test_bench_smoke_every_answer_right(capsys: pytest.CaptureFixture[str]) -> N
     args = build_parser().parse_args([
         "bench", "-n", "3000", "--rounds", "2", "-c", "4", "-d", "16",
         "--pingpong-requests", "200",
-        "--targets", "direct,serve,console", "--timeout", "30", "--json"])
+        "--targets", "direct,serve,serve-leastconn,serve-p2c,console", "--timeout", "30",
+        "--json"])
     code = bench_main(args)
     report = json.loads(capsys.readouterr().out)
     assert code == 0, report
     assert {"cores", "cpu", "python", "uvloop"} <= set(report["machine"])
     targets = report["targets"]
-    ran = ["direct", "serve"]
+    ran = ["direct", "serve", "serve-leastconn", "serve-p2c"]
     if targets["console"]["status"] == "skipped":
         assert targets["console"]["reason"] == "headless console not available"
     else:
@@ -178,4 +181,46 @@ def test_bench_smoke_every_answer_right(capsys: pytest.CaptureFixture[str]) -> N
             assert key in result
     assert targets["serve"]["peak_rss_mb"] is not None
     assert targets["direct"]["peak_rss_mb"] is None
-    assert {g["goal"] for g in report["goals"]} >= {"serve >= 0.45 x direct"}
+    goals = {g["goal"]: g for g in report["goals"]}
+    assert "serve >= 0.45 x direct" in goals
+    for name, algorithm in (("serve-leastconn", "leastconn"), ("serve-p2c", "p2c")):
+        ratio = targets[name]["ratio_serve"]
+        assert ratio is not None and ratio > 0
+        assert goals[f"{algorithm} >= 0.85 x serve"]["value"] == round(ratio, 3)
+    assert "ratio_serve" not in targets["serve"] and "ratio_serve" not in targets["direct"]
+
+
+def test_algorithm_targets_start_serve_with_their_algorithm(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: dict[str, list[str]] = {}
+
+    def fake_start(procs: object, name: str, args: list[str], *rest: object) -> str:
+        started[name] = args
+        return name
+
+    monkeypatch.setattr(bench_module, "start_balancer", fake_start)
+    for name in ("serve", "serve-leastconn", "serve-p2c"):
+        assert bench_module.start_target(name, None, [], tmp_path) == name  # type: ignore[arg-type]
+    assert "--algorithm" not in started["serve"]
+    assert started["serve-leastconn"][-2:] == ["--algorithm", "leastconn"]
+    assert started["serve-p2c"][-2:] == ["--algorithm", "p2c"]
+    # The same command as serve otherwise (per-request log on), so the ratio is the algorithm's.
+    assert started["serve-p2c"][:2] == started["serve"][:2] == ["serve", "--log-file"]
+
+
+def test_algorithm_ratios_pair_with_serve_in_the_same_run() -> None:
+    def ok(*rounds: float) -> dict:
+        return {"status": "ok", "req_per_s": sorted(rounds)[1], "rounds_req_per_s": list(rounds),
+                "pingpong": {}}
+
+    report = {"targets": {"direct": ok(200, 100, 200), "serve": ok(100, 50, 100),
+                          "serve-leastconn": ok(90, 45, 90), "serve-p2c": ok(80, 80, 80)}}
+    add_ratios(report)
+    targets = report["targets"]
+    assert targets["serve-leastconn"]["ratio_serve"] == 0.9
+    assert targets["serve-p2c"]["ratio_serve"] == 0.8  # pairs 0.8, 1.6, 0.8
+    assert targets["serve-p2c"]["ratio_direct"] == 0.4  # pairs 0.4, 0.8, 0.4
+    met = {g["goal"]: g["met"] for g in goals(targets)}
+    assert met["leastconn >= 0.85 x serve"] is True and met["p2c >= 0.85 x serve"] is False
+    del targets["serve"]
+    assert {g["goal"]: g["met"] for g in goals(targets)}["p2c >= 0.85 x serve"] is None

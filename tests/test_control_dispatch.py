@@ -135,7 +135,10 @@ async def test_a_batch_can_be_cancelled(quiet: Runtime) -> None:
     reply = await asyncio.wait_for(batch, 10)
     assert reply == Reply(False, "random 50,000,000 cancelled")
     assert not quiet.batches
-    assert (await run(quiet, "random 100")).ok
+    done = await run(quiet, "random 100")
+    assert done.ok and done.data is not None and done.data["answered"] == 100
+    assert 0 < done.data["p50_ms"] <= done.data["p99_ms"] <= done.data["max_ms"]
+    assert " p50 " in done.message
 
 
 async def test_kill_and_restart_through_the_dispatcher(quiet: Runtime) -> None:

@@ -35,11 +35,14 @@ from app.bench.procs import (
     start_haproxy,
     start_servers,
 )
-from app.bench.report import goals, paired_ratio, render_table
+from app.bench.report import add_ratios, goals, render_table
 
-TARGETS = ("direct", "serve", "serve-nolog", "console", "haproxy", "haproxy-http")
+TARGETS = ("direct", "serve", "serve-leastconn", "serve-p2c", "serve-nolog", "console",
+           "haproxy", "haproxy-http")
 HTTP_TARGETS = frozenset({"haproxy-http"})
 """Targets the generator drives over HTTP/1.1 keep-alive instead of request lines."""
+ALGORITHM_TARGETS = {"serve-leastconn": "leastconn", "serve-p2c": "p2c"}
+"""`serve` as users run it, with another balancing algorithm (`serve` is roundrobin)."""
 DEFAULT_REQUESTS = 1_000_000
 START_TIMEOUT = 20.0
 PINGPONG_SLICE = 100
@@ -71,17 +74,18 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n")[0] + (
         " Targets: direct (the generator spreads its connections over the servers itself: "
         "the ceiling), serve (`lbconsole serve` with per-request logging, as users run it), "
-        "serve-nolog (--no-request-log), console (the balancer inside the headless console, "
-        "when that exists), haproxy (HAProxy in tcp mode, when on PATH), haproxy-http (HAProxy "
-        "in http mode, per request, over the servers' HTTP ports). Every target uses "
-        "the very same server processes.")
+        "serve-leastconn and serve-p2c (the same with --algorithm leastconn / p2c, measured "
+        "against serve's roundrobin), serve-nolog (--no-request-log), console (the balancer "
+        "inside the headless console, when that exists), haproxy (HAProxy in tcp mode, when "
+        "on PATH), haproxy-http (HAProxy in http mode, per request, over the servers' HTTP "
+        "ports). Every target uses the very same server processes.")
     parser.add_argument("-c", "--connections", type=_positive_int, default=8,
                         help="client connections of the generator (default 8)")
     parser.add_argument("-d", "--depth", type=_positive_int, default=64,
                         help="requests each connection keeps in flight (default 64)")
     parser.add_argument("-n", "--requests", type=_positive_int, default=DEFAULT_REQUESTS,
                         help=f"requests per target (default {DEFAULT_REQUESTS:,}: the whole "
-                             "default run, every target, takes 20-30 s on 2 cores)")
+                             "default run, every target, takes 30-45 s on 2 cores)")
     parser.add_argument("--targets", type=_targets, default=None, metavar="LIST",
                         help=f"comma list of {', '.join(TARGETS)} (default: all available)")
     parser.add_argument("--servers", type=_positive_int, default=3,
@@ -168,7 +172,7 @@ def bench_main(args: argparse.Namespace) -> int:
             report["error"] = str(exc)
         finally:
             procs.stop_all()
-    _add_ratios(report)
+    add_ratios(report)
     report["goals"] = goals(report["targets"])
     failed = [n for n, r in report["targets"].items() if r["status"] == "failed"]
     report["ok"] = not failed and "error" not in report
@@ -256,6 +260,9 @@ def _start_target(name: str, procs: Processes, servers: list[Running],
         return None
     if name == "serve":
         return start_balancer(procs, name, ["serve", "--log-file", log], servers, START_TIMEOUT)
+    if name in ALGORITHM_TARGETS:
+        return start_balancer(procs, name, ["serve", "--log-file", log, "--algorithm",
+                                            ALGORITHM_TARGETS[name]], servers, START_TIMEOUT)
     if name == "serve-nolog":
         return start_balancer(procs, name, ["serve", "--log-file", log, "--no-request-log"],
                               servers, START_TIMEOUT)
@@ -352,16 +359,6 @@ def _median_round(results: list[dict]) -> dict:
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     chosen["rounds_req_per_s"] = [r.get("req_per_s") for r in results]
     return chosen
-
-
-def _add_ratios(report: dict) -> None:
-    targets = report["targets"]
-    direct = targets.get("direct", {})
-    for result in targets.values():
-        if result.get("status") != "ok" or direct.get("status") != "ok":
-            continue
-        value = paired_ratio(result, direct)
-        result["ratio_direct"] = None if value is None else round(value, 3)
 
 
 def _share(cpu: float | None, elapsed: float) -> float | None:

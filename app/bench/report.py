@@ -19,6 +19,21 @@ def paired_ratio(a: dict, b: dict) -> float | None:
     return rate_a / rate_b if rate_a and rate_b else None
 
 
+def add_ratios(report: dict) -> None:
+    """`ratio_direct` on every measured target; `ratio_serve` (against serve's
+    roundrobin, same run) on the other algorithms' targets."""
+    targets = report["targets"]
+    for key, base in (("ratio_direct", "direct"), ("ratio_serve", "serve")):
+        against = targets.get(base, {})
+        for name, result in targets.items():
+            if result.get("status") != "ok" or against.get("status") != "ok":
+                continue
+            if key == "ratio_serve" and not name.startswith("serve-"):
+                continue
+            value = paired_ratio(result, against)
+            result[key] = None if value is None else round(value, 3)
+
+
 def goals(targets: dict[str, dict]) -> list[dict]:
     """The performance issue's targets, each met, missed, or not measured (None)."""
 
@@ -40,6 +55,8 @@ def goals(targets: dict[str, dict]) -> list[dict]:
     at_least("serve >= 0.55 x haproxy", ratio("serve", "haproxy"), 0.55)
     at_least("serve-nolog >= 0.50 x direct", ratio("serve-nolog", "direct"), 0.50)
     at_least("console >= 0.80 x serve", ratio("console", "serve"), 0.80)
+    at_least("leastconn >= 0.85 x serve", ratio("serve-leastconn", "serve"), 0.85)
+    at_least("p2c >= 0.85 x serve", ratio("serve-p2c", "serve"), 0.85)
 
     serve, haproxy = ok("serve"), ok("haproxy")
     added = serve and serve["pingpong"].get("added_p50_ms")
@@ -70,18 +87,19 @@ def render_table(report: dict) -> str:
         f"uvloop {'on' if m['uvloop'] else 'off'}"
         + (f", HAProxy {m['haproxy']}" if m.get("haproxy") else ", no HAProxy"),
         "",
-        f"{'target':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>8} "
-        f"{'x direct':>9}   {'ping-pong p50 ms':>16} {'added':>7}",
+        f"{'target':<15} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>8} "
+        f"{'x direct':>9} {'x serve':>8}   {'ping-pong p50 ms':>16} {'added':>7}",
     ]
     for name, r in report["targets"].items():
         if r["status"] != "ok":
-            lines.append(f"{name:<12} {r['status']}: {r.get('reason', '')}")
+            lines.append(f"{name:<15} {r['status']}: {r.get('reason', '')}")
             continue
         pp = r["pingpong"]
         lines.append(
-            f"{name:<12} {_num(r['req_per_s'], ',.0f'):>10} {_num(r['p50_ms'], '.3f'):>8} "
+            f"{name:<15} {_num(r['req_per_s'], ',.0f'):>10} {_num(r['p50_ms'], '.3f'):>8} "
             f"{_num(r['p99_ms'], '.3f'):>8} {_num(r['peak_rss_mb'], '.1f'):>8} "
-            f"{_num(r.get('ratio_direct'), '.2f'):>9}   {_num(pp.get('p50_ms'), '.3f'):>16} "
+            f"{_num(r.get('ratio_direct'), '.2f'):>9} {_num(r.get('ratio_serve'), '.2f'):>8}"
+            f"   {_num(pp.get('p50_ms'), '.3f'):>16} "
             f"{_num(pp.get('added_p50_ms'), '+.3f') if name != 'direct' else '-':>7}")
     if report.get("error"):
         lines.append(f"stopped: {report['error']}")
@@ -90,7 +108,7 @@ def render_table(report: dict) -> str:
                   "round; a ratio", "is the median of the two targets' ratios round by round):"]
         for name, r in report["targets"].items():
             if r.get("rounds_req_per_s"):
-                lines.append(f"  {name:<12} " + "  ".join(
+                lines.append(f"  {name:<15} " + "  ".join(
                     _num(x, ",.0f") for x in r["rounds_req_per_s"]))
     lines += ["", "CPU during each load run, in cores busy (and microseconds per request):"]
     for name, r in report["targets"].items():
@@ -104,7 +122,7 @@ def render_table(report: dict) -> str:
         each = "+".join(_num(c, ".2f") for c in r["servers_cpu_cores"])
         parts.append(f"servers {each} ({_num(r['servers_cpu_us_per_req'], '.2f')} us)")
         parts.append(f"other processes {_num(r.get('others_cpu_cores'), '.2f')}")
-        lines.append(f"  {name:<12} " + ", ".join(parts))
+        lines.append(f"  {name:<15} " + ", ".join(parts))
     busiest = max((r.get("others_cpu_cores") or 0.0 for r in report["targets"].values()),
                   default=0.0)
     if busiest > 0.25:

@@ -33,14 +33,16 @@ def sample_work(work: Work, rng: random.Random) -> float:
     return round(value, 2)
 
 
-def make_batch(count: int, work: Work | None, seed: int | None = 1) -> list[bytes]:
-    """`count` JSON request lines with ids 1..count; with `work`, each carries `work_ms`."""
+def make_batch(count: int, work: Work | None, seed: int | None = 1,
+               ids: bool = True) -> list[bytes]:
+    """`count` JSON request lines with ids 1..count (none without `ids`: the balancer
+    numbers them by line); with `work`, each carries `work_ms`."""
     rng = random.Random(seed)
     lines = []
     for rid in range(1, count + 1):
-        request: dict[str, Any] = {"id": rid, "op": rng.choice(OPERATIONS),
-                                   "a": rng.randint(RANDOM_LOW, RANDOM_HIGH),
-                                   "b": rng.randint(RANDOM_LOW, RANDOM_HIGH)}
+        request: dict[str, Any] = {"id": rid} if ids else {}
+        request.update(op=rng.choice(OPERATIONS), a=rng.randint(RANDOM_LOW, RANDOM_HIGH),
+                       b=rng.randint(RANDOM_LOW, RANDOM_HIGH))
         if work is not None:
             request["work_ms"] = sample_work(work, rng)
         lines.append(orjson.dumps(request) + b"\n")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from app.config import named_setting, parse_weight, server_setting
 from app.control.batch import BatchResult, make_batch, run_measured
 from app.control.dispatch import Reply, connect_host
 from app.control.grammar import DEFAULT_CONCURRENCY, Compare, Work, parse_work
@@ -112,19 +113,6 @@ def _work(text: str) -> Work:
     return work
 
 
-def _name_value(kind: type) -> object:
-    def convert(text: str) -> tuple[str, object]:
-        name, sep, value = text.partition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            return name, kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}") from None
-
-    return convert
-
-
 def add_compare_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algorithms", type=_algorithms, default=tuple(ALGORITHMS),
                         metavar="A,B,…",
@@ -137,11 +125,12 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
                         help=f"requests in flight (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--servers", type=int, default=3, metavar="N",
                         help="calculation servers to start (default 3)")
-    parser.add_argument("--server-workers", type=int, default=None, metavar="K",
-                        help="workers per server (default unlimited)")
-    parser.add_argument("--server-speed", type=_name_value(float), action="append", default=[],
-                        metavar="NAME=F", help="a server's speed factor (repeatable)")
-    parser.add_argument("--weight", type=_name_value(int), action="append", default=[],
+    parser.add_argument("--server-workers", type=server_setting("workers"), default=None,
+                        metavar="K", help="workers per server (default unlimited)")
+    parser.add_argument("--server-speed", type=named_setting("speed"), action="append",
+                        default=[], metavar="NAME=F",
+                        help="a server's speed factor (repeatable)")
+    parser.add_argument("--weight", type=parse_weight, action="append", default=[],
                         metavar="NAME=W", help="a server's weight for weighted (repeatable)")
     parser.add_argument("--seed", type=int, default=1,
                         help="the batch's seed: the same seed, the same requests (default 1)")
@@ -157,7 +146,9 @@ async def _compare(args: argparse.Namespace) -> int:
               "and --servers from 1 to 64", file=sys.stderr)
         return 2
     config = RuntimeConfig(port=0, servers=args.servers, log_file=None, log_requests=False,
-                           admin_socket=None, weights=dict(args.weight))
+                           admin_socket=None, weights=dict(args.weight),
+                           server_workers=args.server_workers,
+                           server_speeds=dict(args.server_speed))
     runtime = Runtime(config)
     try:
         await runtime.balancer.start()
@@ -165,13 +156,8 @@ async def _compare(args: argparse.Namespace) -> int:
         if not await runtime.wait_until_up(timeout=20.0):
             print("lbconsole compare: the servers did not come up", file=sys.stderr)
             return 1
-        for name in [s for s, _ in args.weight]:
+        for name in [s for s, _ in [*args.weight, *args.server_speed]]:
             runtime.resolve(name)
-        if args.server_workers is not None:
-            for index in range(1, args.servers + 1):
-                await runtime.control(index, "workers", args.server_workers)
-        for name, speed in args.server_speed:
-            await runtime.control(name, "speed", speed)
         command = Compare(args.algorithms, args.requests, args.work, args.concurrency)
         reply = await compare_live(runtime, command, seed=args.seed)
     except (KeyError, ValueError, OSError) as exc:

@@ -210,7 +210,8 @@ async def _batch(runtime: Runtime, count: int, work: g.Work | None,
     if work is None:
         data = {"answered": result.answered, "errors": result.errors,
                 "per_server": dict(result.per_server), "elapsed_s": result.elapsed,
-                "rate": result.rate, "wrong": result.bad, "failure": result.failure}
+                "rate": result.rate, "wrong": result.bad, "failure": result.failure,
+                **result.percentiles()}
         ok = not (result.errors or result.bad or result.failure)
         return Reply(ok, f"random {count:,}: {result.summary()}", data)
     return Reply(result.ok, f"random {count:,} work {work.text()}: {result.summary()}",

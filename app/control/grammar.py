@@ -174,8 +174,15 @@ _VALUE_USAGE: dict[str, str] = {
 }
 
 
-def _value(head: str, text: str) -> float | int | str | None:
-    """The setting's value, or a message."""
+def parse_percent(text: str) -> float | None:
+    """`30%` or `30` as a number from 0 to 100; None if it is none."""
+    number = parse_number(text.strip().removesuffix("%"))
+    return number if number is not None and 0 <= number <= 100 else None
+
+
+def parse_setting_value(head: str, text: str) -> float | int | str | None:
+    """A server setting's value (workers: a count, or None for unlimited), or a message.
+    Also what `--server-workers`, `--server-speed` and `--server-latency` take."""
     lowered = text.lower()
     if head == "workers":
         if lowered in ("unlimited", "none", "-"):
@@ -185,8 +192,8 @@ def _value(head: str, text: str) -> float | int | str | None:
             return f"workers is a count from 1 to {MAX_WORKERS:,} or unlimited, not {text!r}"
         return count
     if head in ("flaky", "resets"):
-        number = parse_number(lowered.removesuffix("%"))
-        if number is None or not 0 <= number <= 100:
+        number = parse_percent(lowered)
+        if number is None:
             return f"{head} takes a percentage from 0 to 100 (e.g. 30%), not {text!r}"
         return number
     number = parse_number(lowered.removesuffix("ms") if head == "latency" else lowered)
@@ -204,7 +211,7 @@ def _setting(head: str, args: list[str]) -> Command:
     target = parse_target(args[0], head)
     if isinstance(target, Invalid):
         return target
-    value = _value(head, args[1])
+    value = parse_setting_value(head, args[1])
     if isinstance(value, str):
         return Invalid(value)
     return ServerSetting(head, target, value)  # type: ignore[arg-type]
