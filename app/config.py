@@ -27,12 +27,12 @@ ENGINES = ("builtin", "haproxy")
 def parse_address(text: str, default_port: int = 5001) -> tuple[str, int]:
     """`HOST:PORT`, `:PORT`, `PORT` or `HOST` into (host, port)."""
     text = text.strip()
-    if text.isdigit():
+    if text.isdecimal():
         return "127.0.0.1", int(text)
     host, sep, port = text.rpartition(":")
     if not sep:
         return text, default_port
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not port.isdecimal() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"bad port in {text!r}")
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
@@ -58,7 +58,7 @@ def parse_backend(text: str) -> tuple[str | None, str, int]:
     host, colon, port = address.rpartition(":")
     if not colon or not host:
         raise argparse.ArgumentTypeError(f"expected [NAME=]HOST:PORT, got {text!r}")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not port.isdecimal() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"bad port {port!r} in {text!r}: 1-65535")
     if host.startswith("[") and host.endswith("]"):
         try:
@@ -68,7 +68,7 @@ def parse_backend(text: str) -> tuple[str | None, str, int]:
     elif ":" in host:
         raise argparse.ArgumentTypeError(
             f"bad host {host!r} in {text!r}: write IPv6 addresses in brackets, [::1]:5001")
-    elif not _HOSTNAME.fullmatch(host) or (host.replace(".", "").isdigit()
+    elif not _HOSTNAME.fullmatch(host) or (host.replace(".", "").isdecimal()
                                            and not _is_ipv4(host)):
         raise argparse.ArgumentTypeError(f"bad host {host!r} in {text!r}")
     return name or None, host, int(port)
@@ -128,7 +128,7 @@ def parse_weight(text: str) -> tuple[str, int]:
     """`NAME=W`, W a whole number from 0 to 256."""
     name, sep, value = text.partition("=")
     name = name.strip()
-    if not sep or not name or not value.strip().isdigit() or int(value) > MAX_WEIGHT:
+    if not sep or not name or not value.strip().isdecimal() or int(value) > MAX_WEIGHT:
         raise argparse.ArgumentTypeError(
             f"expected NAME=W with W from 0 to {MAX_WEIGHT} (e.g. server1=3), not {text!r}")
     return name, int(value)
@@ -164,7 +164,7 @@ def named_setting(setting: str) -> Callable[[str], tuple[str, object]]:
 
 def _whole(low: int) -> Callable[[str], int]:
     def convert(text: str) -> int:
-        if not text.strip().isdigit() or int(text) < low:
+        if not text.strip().isdecimal() or int(text) < low:
             raise argparse.ArgumentTypeError(f"expected a whole number from {low}, not {text!r}")
         return int(text)
 

@@ -259,7 +259,7 @@ class Runtime:
     def resolve(self, which: str | int) -> str:
         """A server name from a name, or a 1-based row number."""
         names = [b.name for b in self.balancer.backends]
-        if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
+        if isinstance(which, int) or (isinstance(which, str) and which.isdecimal()):
             index = int(which)
             if 1 <= index <= len(names):
                 return names[index - 1]

@@ -61,7 +61,7 @@ def parse_count(text: str) -> int | None:
     if text[-1:] in ("k", "m"):
         scale = 1_000 if text[-1] == "k" else 1_000_000
         text = text[:-1]
-    if not text.isascii() or not text.isdigit() or len(text) > 12:
+    if not text.isascii() or not text.isdecimal() or len(text) > 12:
         return None
     return int(text) * scale
 
@@ -94,7 +94,7 @@ def parse_work(text: str) -> Work | str:
 
 
 def parse_target(word: str, what: str) -> str | Invalid:
-    if word.isdigit() and int(word) < 1:
+    if word.isdecimal() and int(word) < 1:
         return Invalid(f"servers are numbered from 1: {what} 1, {what} 2, …")
     return word
 
@@ -159,7 +159,7 @@ def _weight(head: str, args: list[str]) -> Command:
     target = parse_target(args[0], head)
     if isinstance(target, Invalid):
         return target
-    weight = parse_count(args[1]) if args[1].isdigit() else None
+    weight = parse_count(args[1]) if args[1].isdecimal() else None
     if weight is None or weight > MAX_WEIGHT:
         return Invalid(f"a weight is a whole number from 0 to {MAX_WEIGHT}, not {args[1]!r}")
     return SetWeight(target, weight)
@@ -187,7 +187,7 @@ def parse_setting_value(head: str, text: str) -> float | int | str | None:
     if head == "workers":
         if lowered in ("unlimited", "none", "-"):
             return None
-        count = parse_count(lowered) if lowered.isdigit() else None
+        count = parse_count(lowered) if lowered.isdecimal() else None
         if count is None or not 1 <= count <= MAX_WORKERS:
             return f"workers is a count from 1 to {MAX_WORKERS:,} or unlimited, not {text!r}"
         return count

@@ -33,7 +33,7 @@ class ServerActions:
     def resolve(self, which: str | int) -> str:
         """A server name from a name, or a 1-based row number."""
         names = self.names
-        if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
+        if isinstance(which, int) or (isinstance(which, str) and which.isdecimal()):
             index = int(which)
             if 1 <= index <= len(names):
                 return names[index - 1]
