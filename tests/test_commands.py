@@ -287,3 +287,11 @@ def test_every_valid_batch_parses(count: int, a: float, b: float) -> None:
     low, high = sorted((round(a, 2), round(b, 2)))
     assert parse_command(f"random {count} work {low!r}-{high!r}") == RunBatch(
         count, Work("uniform", low, high))
+
+
+def test_partition_says_how_to_reproduce_one_here() -> None:
+    from app.control.grammar import Invalid, parse_command
+
+    for line in ("partition 2", "unpartition server2"):
+        command = parse_command(line)
+        assert isinstance(command, Invalid) and "blackhole N" in command.message

@@ -341,6 +341,12 @@ _PARSERS: dict[str, Parser] = {
 }
 
 
+PARTITION_HINT = (
+    "partition works on hosts of the netns lab (make netlab; by hand: sudo .venv/bin/python "
+    "-m tests.netlab.demo); for a server here, blackhole N makes it silent the same way and "
+    "heal N ends it")
+
+
 def parse_command(text: str) -> Command | None:
     """One line of input as a command, or Invalid saying why not; None for an empty line."""
     line = text.strip()
@@ -348,6 +354,8 @@ def parse_command(text: str) -> Command | None:
         return None
     words = line.split()
     head = words[0].lower()
+    if head in ("partition", "unpartition"):
+        return Invalid(PARTITION_HINT)
     parse = _PARSERS.get(head)
     if parse is not None:
         command = parse(head, words[1:])
