@@ -1,5 +1,5 @@
 """`lbconsole` command line: the console (default), `serve`, `server`, `client`, `ctl`,
-`compare` and `bench`."""
+`compare`, `scenario` and `bench`."""
 
 from __future__ import annotations
 
@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_options(compare)
 
+    scenario = sub.add_parser(
+        "scenario", help="run a scenario (timed faults and load, with checks) headless, on "
+                         "servers it starts; exit status 1 when a check fails")
+    from app.control.scenario_cli import add_scenario_options
+
+    add_scenario_options(scenario)
+
     bench = sub.add_parser("bench", help="measure throughput and latency against the targets")
     from app.bench.bench import add_bench_options
 
@@ -94,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             from app.control.compare import compare_main
 
             return compare_main(args)
+        if args.command == "scenario":
+            from app.control.scenario_cli import scenario_main
+
+            return scenario_main(args)
         if args.command == "bench":
             from app.bench.bench import bench_main
 
