@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.config import add_runtime_options, runtime_config
+from app.config import add_runtime_options, add_scenario_option, runtime_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(serve)
     serve.add_argument("--stats-interval", type=float, default=0.0, metavar="S",
                        help="print a one-line status every S seconds (0: never)")
+    add_scenario_option(serve)
 
     server = sub.add_parser("server", help="run one calculation server (on any host)")
     from app.server_main import add_server_options
@@ -82,9 +83,14 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 parser.error(str(exc))
         if args.command == "serve":
+            from app.control.scenario_file import ScenarioError, find_scenario
             from app.serve import serve_main
 
-            return serve_main(config, args.stats_interval)
+            try:
+                scenario = find_scenario(args.scenario) if args.scenario else None
+            except ScenarioError as exc:
+                parser.error(f"--scenario: {exc}")
+            return serve_main(config, args.stats_interval, scenario)
         if args.command == "server":
             from app.server_main import server_main
 

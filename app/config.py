@@ -180,6 +180,14 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                     help=f"rotated files kept (default {d.log_backups})")
 
 
+def add_scenario_option(parser: argparse.ArgumentParser) -> None:
+    """`--scenario FILE|NAME` (serve, and the console when it offers it)."""
+    parser.add_argument("--scenario", default=None, metavar="FILE|NAME",
+                        help="run this scenario (a TOML file, or a shipped one by name: "
+                             "lbconsole scenario --help) against the live balancer once its "
+                             "servers are UP; each step and the report go to stdout and the log")
+
+
 def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     """The options as a RuntimeConfig; ValueError with a message for a bad combination."""
     d = RuntimeConfig()

@@ -116,7 +116,7 @@ def test_mistakes_are_clear_messages(change: tuple[str, str], message: str) -> N
 
 
 def test_a_file_without_steps() -> None:
-    with pytest.raises(ScenarioError, match="x.toml: no steps"):
+    with pytest.raises(ScenarioError, match=r"x\.toml: no steps"):
         parse_scenario('name = "empty"\n[[expect]]\ncheck = "lost == 0"', "x.toml")
 
 
@@ -135,9 +135,9 @@ def test_the_shipped_scenarios_load_by_name() -> None:
 
 
 def test_unknown_names_and_files_are_messages(tmp_path: Path) -> None:
-    with pytest.raises(ScenarioError, match="shipped: .*crash-storm"):
+    with pytest.raises(ScenarioError, match=r"shipped: .*crash-storm"):
         find_scenario("no-such-scenario")
-    with pytest.raises(ScenarioError, match="nothing.toml: cannot read it"):
+    with pytest.raises(ScenarioError, match=r"nothing\.toml: cannot read it"):
         find_scenario(str(tmp_path / "nothing.toml"))
 
 

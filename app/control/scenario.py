@@ -130,6 +130,7 @@ class ScenarioRun:
         self._timed_out: str | None = None
         self._timers: list[asyncio.Future] = []
         self._wake = asyncio.Event()
+        self._lines: dict[int, list[bytes]] = {}
 
     # ------------------------------------------------------------ reading
 
@@ -163,6 +164,9 @@ class ScenarioRun:
         """Fire every step, wait for the loads, check; the report (never raises for
         what a scenario or its servers do)."""
         scenario, runtime = self.scenario, self.runtime
+        # Drawn before the clock starts (and off the loop, which may be a live balancer's).
+        self._lines = await asyncio.to_thread(
+            lambda: {s.number: load_lines(scenario, s) for s in scenario.steps if s.is_load})
         listeners = runtime.balancer.listeners
         listeners.append(self._on_change)
         self._take_baseline()
@@ -180,7 +184,7 @@ class ScenarioRun:
             await asyncio.gather(*self._timers, return_exceptions=True)
             if self._stopped is None:
                 self.state = "waiting for load"
-                await self._wait_loads()
+            await self._wait_loads()
             rest = scenario.duration - self.elapsed()
             if rest > 0 and self._stopped is None:
                 await self._sleep(rest)
@@ -223,8 +227,11 @@ class ScenarioRun:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _fire_group(self, at: float, indexes: list[int]) -> None:
-        delay = self.started + at - time.perf_counter()
-        if delay > 0:
+        due = self.started + at
+        for _ in range(100):  # the loop's timers may wake a little early: never fire early
+            delay = due - time.perf_counter()
+            if delay <= 0:
+                break
             await asyncio.sleep(delay)
         for index in indexes:
             await self._fire(self.scenario.steps[index], self.records[index])
@@ -251,7 +258,7 @@ class ScenarioRun:
                   f"{step.do} -> {'' if record.ok else 'FAILED: '}{record.message}")
 
     def _start_load(self, step: Step) -> None:
-        lines = load_lines(self.scenario, step)
+        lines = self._lines.get(step.number) or load_lines(self.scenario, step)
         load = _Load(step, len(lines), hashlib.sha256(b"".join(lines)).hexdigest()[:16])
         self.loads.append(load)
         load.task = asyncio.ensure_future(self._run_load(load, lines))
@@ -344,6 +351,10 @@ class ScenarioRun:
 
     def _build(self, end: float, stopped: str | None) -> ScenarioReport:
         s = self.scenario
+        for load in self.loads:
+            # A load cancelled before its task ran never saw its CancelledError.
+            if load.task is not None and load.task.cancelled() and not load.timed_out:
+                load.cancelled = True
         stats = self.runtime.stats()
         unanswered = [load.count - load.answered for load in self.loads]
         lost = sum(n for n, load in zip(unanswered, self.loads, strict=True)
