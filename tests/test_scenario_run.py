@@ -178,7 +178,7 @@ async def test_progress_can_be_polled_and_a_run_stopped(make_runtime: RuntimeFac
     run = ScenarioRun(scenario, runtime)
     task = asyncio.ensure_future(run.run())
     seen = []
-    for _ in range(200):
+    for _ in range(500):
         progress = run.progress()
         seen.append(progress)
         if progress.steps_done == 2 and progress.answered > 100:

@@ -31,7 +31,13 @@ from app.control import grammar as g
 from app.control.batch import make_batch, run_measured
 from app.control.dispatch import connect_host, execute
 from app.control.scenario_file import Scenario, Step
-from app.control.scenario_report import Recorder, ScenarioReport, StepRecord, percentiles_of
+from app.control.scenario_report import (
+    Recorder,
+    ScenarioProgress,
+    ScenarioReport,
+    StepRecord,
+    percentiles_of,
+)
 from balancer.model import Backend, ServerState
 
 if TYPE_CHECKING:
@@ -56,33 +62,6 @@ def load_lines(scenario: Scenario, step: Step) -> list[bytes]:
 def request_lists(scenario: Scenario) -> list[list[bytes]]:
     """Every load step's request lines, in step order."""
     return [load_lines(scenario, s) for s in scenario.steps if s.is_load]
-
-
-@dataclass(frozen=True)
-class ScenarioProgress:
-    """What the console shows while a scenario runs (poll `ScenarioRun.progress()`)."""
-
-    name: str
-    state: str
-    """"running", "waiting for load", "checking", "passed", "failed" or "stopped"."""
-    elapsed_s: float
-    length_s: float
-    """When the last step is due (or the scenario's duration), s after the start."""
-    steps_done: int
-    steps_total: int
-    next_step: str | None
-    """`at 2.00s: flaky 2 30%`, or None when every step has fired."""
-    next_in_s: float | None
-    phase: str | None
-    """The label of the phase now running."""
-    sent: int
-    """Requests of the loads started so far."""
-    answered: int
-    errors: int
-    last: str | None
-    """The latest step's outcome."""
-    report: ScenarioReport | None = None
-    """The report, once the run is over."""
 
 
 @dataclass

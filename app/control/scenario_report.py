@@ -126,6 +126,33 @@ def sparkline(values: list[float | None] | list[float] | list[int]) -> str:
     return "".join(out)
 
 
+@dataclass(frozen=True)
+class ScenarioProgress:
+    """What the console shows while a scenario runs (poll `ScenarioRun.progress()`)."""
+
+    name: str
+    state: str
+    """"running", "waiting for load", "checking", "passed", "failed" or "stopped"."""
+    elapsed_s: float
+    length_s: float
+    """When the last step is due (or the scenario's duration), s after the start."""
+    steps_done: int
+    steps_total: int
+    next_step: str | None
+    """`at 2.00s: flaky 2 30%`, or None when every step has fired."""
+    next_in_s: float | None
+    phase: str | None
+    """The label of the phase now running."""
+    sent: int
+    """Requests of the loads started so far."""
+    answered: int
+    errors: int
+    last: str | None
+    """The latest step's outcome."""
+    report: ScenarioReport | None = None
+    """The report, once the run is over."""
+
+
 @dataclass
 class StepRecord:
     number: int
