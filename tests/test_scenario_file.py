@@ -175,6 +175,16 @@ def test_answers_belong_to_the_phase_they_were_sent_in() -> None:
     assert [r["rate"] for r in rows] == [0.0, 4.0, 1.0]
 
 
+def test_wrong_results_are_counted() -> None:
+    rec = Recorder(0.0)
+    rec.observe(1.0, 1.0, {"id": 1, "op": "somma", "a": 3, "b": 4, "result": 7})
+    rec.observe(1.0, 1.0, {"id": 2, "op": "divisione", "a": 1, "b": 4, "result": 0.25})
+    rec.observe(1.0, 1.0, {"id": 3, "op": "somma", "a": 3, "b": 4, "result": 8})
+    rec.observe(1.0, 1.0, {"id": 4, "result": 8})
+    rec.observe(1.0, 1.0, {"id": 5, "error": "division by zero"})
+    assert rec.wrong == 2 and len(rec) == 5
+
+
 def test_a_bad_file_on_the_command_line_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.replace('do = "flaky 2 30%"', 'do = "flaky two"'))

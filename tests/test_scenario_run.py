@@ -211,3 +211,32 @@ check = "cancelled > 0 and lost == 0 and answered + cancelled == 100000"
 """, "cancel.toml")
     report = await asyncio.wait_for(ScenarioRun(scenario, runtime).run(), 30)
     assert report.passed, report.failures()
+
+
+async def test_within_waits_for_a_check_to_come_true_and_no_longer(
+        make_runtime: RuntimeFactory) -> None:
+    runtime = await make_runtime(servers=2, check_interval=0.3, rise=3)
+    scenario = parse_scenario("""
+[[step]]
+at = "0s"
+do = "kill 2"
+[[step]]
+at = "0s"
+do = "restart 2"
+[[expect]]
+check = "server2.state == UP and server2.down == 1 and server2.recovered == 1"
+within = "20s"
+[[expect]]
+check = "server1.state == DOWN"
+within = "0.5s"
+""", "within.toml")
+    began = time.monotonic()
+    report = await asyncio.wait_for(ScenarioRun(scenario, runtime).run(), 40)
+    waited = time.monotonic() - began
+    # Steps at one time run in order: killed, then restarted; right after the restart it
+    # still needs three good checks, so only `within` lets the first check pass.
+    assert [s.ok for s in report.steps] == [True, True]
+    details = [e["detail"] for e in report.expects]
+    assert [e["passed"] for e in report.expects] == [True, False], details
+    assert report.expects[1]["detail"] == "server1.state = UP"
+    assert 0.5 <= waited < 20

@@ -312,12 +312,22 @@ class ScenarioRun:
             mine = [t for t in self.transitions if t[1] == b.name]
             row["down"] = sum(1 for t in mine if t[3] == "DOWN")
             row["ejected"] = sum(1 for t in mine if t[3] == "EJECTED")
-            row["recovered"] = sum(1 for t in mine if t[3] == "UP" and t[2] in
-                                   ("DOWN", "EJECTED"))
+            row["recovered"] = self._recovered(mine)
             row["share"] = round(b.share, 4)
             row["detect_s"] = self._detect(b.name, mine)
             out[b.name] = row
         return out
+
+    @staticmethod
+    def _recovered(mine: list[tuple[float, str, str, str, str]]) -> int:
+        """Times it came UP again after being DOWN or EJECTED (through STARTING or not)."""
+        count, broken = 0, False
+        for _, _, _, new, _ in mine:
+            if new in ("DOWN", "EJECTED"):
+                broken = True
+            elif new == "UP" and broken:
+                count, broken = count + 1, False
+        return count
 
     def _detect(self, name: str, mine: list[tuple[float, str, str, str, str]]) -> float | None:
         broke = next((r.fired for r in self.records if r.server == name and r.fired is not None
@@ -345,6 +355,7 @@ class ScenarioRun:
             "cancelled": sum(n for n, load in zip(unanswered, self.loads, strict=True)
                              if load.cancelled),
             "duplicates": sum(load.duplicates for load in self.loads),
+            "wrong": self.recorder.wrong,
             "errors": sum(load.errors for load in self.loads), "server_faults": faults,
             "retried": sum(1 for f in self.recorder.flags if f & 4),
             "retries": stats.retries - self._counters.get("retries", 0),

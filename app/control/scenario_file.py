@@ -46,7 +46,7 @@ DEFAULT_TIMEOUT = 120.0
 SHIPPED = "scenarios"
 """The package folder (inside app/control) holding the shipped scenarios."""
 
-TOTAL_NAMES = ("sent", "answered", "lost", "cancelled", "duplicates", "errors",
+TOTAL_NAMES = ("sent", "answered", "lost", "cancelled", "duplicates", "wrong", "errors",
                "server_faults", "retried", "retries", "redispatched", "late", "p50_ms",
                "p95_ms", "p99_ms", "max_ms", "rate", "elapsed_s", "steps_failed")
 SERVER_NAMES = ("state", "served", "errors", "faults", "retries", "ejections", "redispatched",

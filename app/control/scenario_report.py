@@ -24,6 +24,7 @@ from typing import Any
 from app.control.batch import percentile
 from app.control.expect import Value
 from app.control.scenario_file import Phase
+from balancer.protocol import compute
 
 ERROR, FAULT, RETRIED = 1, 2, 4
 BARS = " ▁▂▃▄▅▆▇█"
@@ -39,6 +40,9 @@ class Recorder:
         self.arrived = array("d")
         self.latency = array("d")
         self.flags = bytearray()
+        self.wrong = 0
+        """Answers whose result is not the arithmetic of their operands."""
+        self.wrong_samples: list[str] = []
 
     def observe(self, now: float, latency_ms: float, answer: dict[str, Any]) -> None:
         arrived = now - self.started
@@ -48,6 +52,13 @@ class Recorder:
         flags = 0
         if "error" in answer:
             flags = ERROR | (FAULT if answer.get("fault") == "server" else 0)
+        elif "result" in answer:
+            op, a, b = answer.get("op"), answer.get("a"), answer.get("b")
+            if (not isinstance(op, str) or not isinstance(a, int | float)
+                    or not isinstance(b, int | float) or compute(op, a, b) != answer["result"]):
+                self.wrong += 1
+                if len(self.wrong_samples) < 5:
+                    self.wrong_samples.append(str(answer)[:160])
         attempts = answer.get("attempts")
         if isinstance(attempts, int) and attempts > 1:
             flags |= RETRIED
@@ -239,10 +250,11 @@ class ScenarioReport:
                          f"{mark}: {s.message}"[:160].rstrip())
         lines += ["", _phase_table(self.phases), "", *self._chart_lines(), ""]
         p99 = "-" if t.get("p99_ms") is None else f"{t['p99_ms']:.1f}"
-        lines.append(f"totals: sent {t['sent']:,}, answered {t['answered']:,}, lost {t['lost']:,}, "
-                     f"duplicates {t['duplicates']:,}, errors {t['errors']:,} (server faults "
-                     f"{t['server_faults']:,}), retries {t['retries']:,}, re-dispatched "
-                     f"{t['redispatched']:,}, p99 {p99} ms")
+        lines.append(f"totals: sent {t['sent']:,}, answered {t['answered']:,}, "
+                     f"lost {t['lost']:,}, duplicates {t['duplicates']:,}, wrong {t['wrong']:,}, "
+                     f"errors {t['errors']:,} (server faults {t['server_faults']:,}), "
+                     f"retries {t['retries']:,}, re-dispatched {t['redispatched']:,}, "
+                     f"p99 {p99} ms")
         servers = ", ".join(f"{n} {r['state']} (ejected {r['ejected']}, down {r['down']})"
                             for n, r in self.servers.items())
         lines += [f"servers: {servers}", "", "expect:"]
