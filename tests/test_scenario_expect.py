@@ -29,6 +29,8 @@ def passes(text: str, values: dict | None = None) -> bool:
     ("errors > 2 and errors < 4", True),
     ("errors >= 3 and errors <= 3", True),
     ("errors > 3", False),
+    ("lost == 0 and errors == 0", False),
+    ("lost == 1 and errors == 3", False),
     ("server2.state == UP", True),
     ("server2.state == 'UP'", True),
     ('server2.state != "EJECTED"', True),
