@@ -1,12 +1,12 @@
 """`lbconsole` command line: the console (default), `serve`, `server`, `client`, `ctl`,
-`compare`, `scenario` and `bench`."""
+`compare` and `bench`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from app.config import add_runtime_options, add_scenario_option, runtime_config
+from app.config import add_runtime_options, runtime_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(serve)
     serve.add_argument("--stats-interval", type=float, default=0.0, metavar="S",
                        help="print a one-line status every S seconds (0: never)")
+    from app.config import add_scenario_option
+
     add_scenario_option(serve)
+
+    scenario = sub.add_parser(
+        "scenario", help="run a scenario (timed faults and load, with checks) headless, on "
+                         "servers it starts; exit status 1 when a check fails")
+    from app.control.scenario_cli import add_scenario_options
+
+    add_scenario_options(scenario)
 
     server = sub.add_parser("server", help="run one calculation server (on any host)")
     from app.server_main import add_server_options
@@ -59,13 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_options(compare)
 
-    scenario = sub.add_parser(
-        "scenario", help="run a scenario (timed faults and load, with checks) headless, on "
-                         "servers it starts; exit status 1 when a check fails")
-    from app.control.scenario_cli import add_scenario_options
-
-    add_scenario_options(scenario)
-
     bench = sub.add_parser("bench", help="measure throughput and latency against the targets")
     from app.bench.bench import add_bench_options
 
@@ -83,14 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 parser.error(str(exc))
         if args.command == "serve":
-            from app.control.scenario_file import ScenarioError, find_scenario
+            from app.config import scenario_of
             from app.serve import serve_main
 
-            try:
-                scenario = find_scenario(args.scenario) if args.scenario else None
-            except ScenarioError as exc:
-                parser.error(f"--scenario: {exc}")
-            return serve_main(config, args.stats_interval, scenario)
+            return serve_main(config, args.stats_interval, scenario_of(parser, args))
         if args.command == "server":
             from app.server_main import server_main
 
@@ -103,14 +101,14 @@ def main(argv: list[str] | None = None) -> int:
             from app.control.ctl import ctl_main
 
             return ctl_main(args.socket, args.words, raw=args.json, timeout=args.timeout)
-        if args.command == "compare":
-            from app.control.compare import compare_main
-
-            return compare_main(args)
         if args.command == "scenario":
             from app.control.scenario_cli import scenario_main
 
             return scenario_main(args)
+        if args.command == "compare":
+            from app.control.compare import compare_main
+
+            return compare_main(args)
         if args.command == "bench":
             from app.bench.bench import bench_main
 

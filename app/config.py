@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import re
+from typing import TYPE_CHECKING
 
 from app.runtime import RuntimeConfig
 from balancer.algorithms import ALGORITHMS, MAX_WEIGHT
+
+if TYPE_CHECKING:
+    from app.control.scenario_file import Scenario
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
@@ -114,6 +118,27 @@ def _positive(kind: type) -> object:
     return convert
 
 
+def add_scenario_option(parser: argparse.ArgumentParser) -> None:
+    """`--scenario FILE|NAME` (serve, and the console when it offers it)."""
+    parser.add_argument("--scenario", default=None, metavar="FILE|NAME",
+                        help="run this scenario (a TOML file, or a shipped one by name: "
+                             "lbconsole scenario --help) against the live balancer once its "
+                             "servers are UP; each step and the report go to stdout and the log")
+
+
+def scenario_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Scenario | None:
+    """The `--scenario` given, read and checked; a bad one is argparse's usage error."""
+    from app.control.scenario_file import ScenarioError, find_scenario
+
+    spec = vars(args).get("scenario")
+    if not spec:
+        return None
+    try:
+        return find_scenario(spec)
+    except ScenarioError as exc:
+        parser.error(f"--scenario: {exc}")
+
+
 def parse_weight(text: str) -> tuple[str, int]:
     """`NAME=W`, W a whole number from 0 to 256."""
     name, sep, value = text.partition("=")
@@ -178,14 +203,6 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                     help=f"rotate the log at this size (default {d.log_max_bytes})")
     lg.add_argument("--log-backups", type=int, default=s,
                     help=f"rotated files kept (default {d.log_backups})")
-
-
-def add_scenario_option(parser: argparse.ArgumentParser) -> None:
-    """`--scenario FILE|NAME` (serve, and the console when it offers it)."""
-    parser.add_argument("--scenario", default=None, metavar="FILE|NAME",
-                        help="run this scenario (a TOML file, or a shipped one by name: "
-                             "lbconsole scenario --help) against the live balancer once its "
-                             "servers are UP; each step and the report go to stdout and the log")
 
 
 def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
