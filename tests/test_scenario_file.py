@@ -193,6 +193,9 @@ def test_a_bad_file_on_the_command_line_is_a_message_not_a_traceback(tmp_path: P
     assert proc.returncode == 2
     assert f"lbconsole scenario: {bad}: step 2: 'flaky two'" in proc.stderr
     assert "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "scenario", "crash-storm",
+                           "--scale", "0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--scale is from 0.01 to 10" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "app.cli", "scenario", "nope"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "shipped:" in proc.stderr and "Traceback" not in proc.stderr

@@ -188,6 +188,9 @@ async def test_progress_can_be_polled_and_a_run_stopped(make_runtime: RuntimeFac
     assert progress.next_step == "at 30.00s: random 300" and progress.phase == "slower"
     assert progress.next_in_s is not None and 25 < progress.next_in_s <= 30
     assert seen[0].report is None
+    line = progress.text()
+    assert line.startswith("scenario tiny: running · ") and "next at 30.00s: random 300" in line
+    assert "step 2/3" in line and "phase slower" in line
     run.stop()
     report = await asyncio.wait_for(task, 20)
     assert run.progress().report is report and run.progress().state == "stopped"

@@ -163,6 +163,19 @@ class ScenarioProgress:
     report: ScenarioReport | None = None
     """The report, once the run is over."""
 
+    def text(self) -> str:
+        """One line for a status bar: where the run is and what comes next."""
+        parts = [f"scenario {self.name}: {self.state}",
+                 f"{self.elapsed_s:.1f}s of {self.length_s:.1f}s",
+                 f"step {self.steps_done}/{self.steps_total}"]
+        if self.next_step:
+            parts.append(f"next {self.next_step}")
+        if self.phase:
+            parts.append(f"phase {self.phase}")
+        if self.sent:
+            parts.append(f"{self.answered:,}/{self.sent:,} answered, {self.errors:,} errors")
+        return " · ".join(parts)
+
 
 @dataclass
 class StepRecord:
