@@ -16,12 +16,16 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from app.control.scenario import ScenarioRun
 from app.control.scenario_file import Scenario, ScenarioError, find_scenario, shipped_names
 from app.control.scenario_report import ScenarioReport
+
+if TYPE_CHECKING:
+    from app.runtime import RuntimeConfig
 
 UP_TIMEOUT = 30.0
 
@@ -53,7 +57,7 @@ def load(spec: str, seed: int | None = None, scale: float = 1.0) -> Scenario:
     return scenario.scaled(scale)
 
 
-def runtime_config(scenario: Scenario, log_file: str, log_requests: bool) -> object:
+def runtime_config(scenario: Scenario, log_file: str, log_requests: bool) -> RuntimeConfig:
     """The headless run's RuntimeConfig: port 0, no admin socket, its settings."""
     from app.runtime import RuntimeConfig
 
@@ -74,7 +78,7 @@ async def run_headless(scenario: Scenario, log_file: str | None = None,
             path, requests = str(Path(folder) / "loadbalancer.log"), False
         else:
             path, requests = log_file, True
-        runtime = Runtime(runtime_config(scenario, path, requests))  # type: ignore[arg-type]
+        runtime = Runtime(runtime_config(scenario, path, requests))
         try:
             await runtime.start()
             if not await runtime.wait_until_up(timeout=UP_TIMEOUT):
