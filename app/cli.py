@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 parser.error(str(exc))
         if args.command == "serve":
-            from app.config import scenario_of
+            from app.control.scenario_cli import scenario_of
             from app.serve import serve_main
 
             return serve_main(config, args.stats_interval, scenario_of(parser, args))

@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import re
-from typing import TYPE_CHECKING
 
 from app.runtime import RuntimeConfig
 from balancer.algorithms import ALGORITHMS, MAX_WEIGHT
-
-if TYPE_CHECKING:
-    from app.control.scenario_file import Scenario
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
@@ -124,19 +120,6 @@ def add_scenario_option(parser: argparse.ArgumentParser) -> None:
                         help="run this scenario (a TOML file, or a shipped one by name: "
                              "lbconsole scenario --help) against the live balancer once its "
                              "servers are UP; each step and the report go to stdout and the log")
-
-
-def scenario_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Scenario | None:
-    """The `--scenario` given, read and checked; a bad one is argparse's usage error."""
-    from app.control.scenario_file import ScenarioError, find_scenario
-
-    spec = vars(args).get("scenario")
-    if not spec:
-        return None
-    try:
-        return find_scenario(spec)
-    except ScenarioError as exc:
-        parser.error(f"--scenario: {exc}")
 
 
 def parse_weight(text: str) -> tuple[str, int]:

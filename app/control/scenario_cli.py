@@ -47,6 +47,18 @@ def add_scenario_options(parser: argparse.ArgumentParser) -> None:
                         help="do not show the steps on stderr as they fire")
 
 
+def scenario_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Scenario | None:
+    """`--scenario` (serve, the console), read and checked; a bad one is argparse's usage
+    error, so nothing starts."""
+    spec = vars(args).get("scenario")
+    if not spec:
+        return None
+    try:
+        return find_scenario(spec)
+    except ScenarioError as exc:
+        parser.error(f"--scenario: {exc}")
+
+
 def load(spec: str, seed: int | None = None, scale: float = 1.0) -> Scenario:
     """The scenario to run, with its seed and scale; ScenarioError otherwise."""
     scenario = find_scenario(spec)
