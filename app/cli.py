@@ -22,6 +22,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(serve)
     serve.add_argument("--stats-interval", type=float, default=0.0, metavar="S",
                        help="print a one-line status every S seconds (0: never)")
+    from app.config import add_scenario_option
+
+    add_scenario_option(serve)
+
+    scenario = sub.add_parser(
+        "scenario", help="run a scenario (timed faults and load, with checks) headless, on "
+                         "servers it starts; exit status 1 when a check fails")
+    from app.control.scenario_cli import add_scenario_options
+
+    add_scenario_options(scenario)
 
     server = sub.add_parser("server", help="run one calculation server (on any host)")
     from app.server_main import add_server_options
@@ -97,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return haproxy_serve(config, args.stats_interval)
         if args.command == "serve":
+            from app.control.scenario_cli import scenario_of
             from app.serve import serve_main
 
-            return serve_main(config, args.stats_interval)
+            return serve_main(config, args.stats_interval, scenario_of(parser, args))
         if args.command == "server":
             from app.server_main import server_main
 
@@ -113,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             from app.control.ctl import ctl_main
 
             return ctl_main(args.socket, args.words, raw=args.json, timeout=args.timeout)
+        if args.command == "scenario":
+            from app.control.scenario_cli import scenario_main
+
+            return scenario_main(args)
         if args.command == "compare":
             from app.control.compare import compare_main
 

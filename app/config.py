@@ -124,6 +124,14 @@ def _positive(kind: type) -> object:
     return convert
 
 
+def add_scenario_option(parser: argparse.ArgumentParser) -> None:
+    """`--scenario FILE|NAME` (serve, and the console when it offers it)."""
+    parser.add_argument("--scenario", default=None, metavar="FILE|NAME",
+                        help="run this scenario (a TOML file, or a shipped one by name: "
+                             "lbconsole scenario --help) against the live balancer once its "
+                             "servers are UP; each step and the report go to stdout and the log")
+
+
 def parse_weight(text: str) -> tuple[str, int]:
     """`NAME=W`, W a whole number from 0 to 256."""
     name, sep, value = text.partition("=")

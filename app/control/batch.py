@@ -15,6 +15,7 @@ import contextlib
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,11 +111,17 @@ class BatchResult:
                 "error_samples": self.error_samples[:5], "failure": self.failure}
 
 
+Observer = Callable[[float, float, dict[str, Any]], None]
+"""Called with (perf_counter when it came, latency in ms, the answer) for every first
+answer to a request: how a scenario bins answers into its phases and its chart."""
+
+
 class _Runner(asyncio.Protocol):
     """One connection: keeps `concurrency` requests in flight, times each answer by id."""
 
     def __init__(self, lines: list[bytes], concurrency: int, result: BatchResult,
-                 done: asyncio.Future[None]) -> None:
+                 done: asyncio.Future[None], observe: Observer | None = None) -> None:
+        self.observe = observe
         self.lines = lines
         self.concurrency = concurrency
         self.result = result
@@ -162,7 +169,10 @@ class _Runner(asyncio.Protocol):
             self.answered[rid] = 1
             fresh += 1
             result.answered += 1
-            result.latencies_ms.append((now - self.sent_at[rid]) * 1000)
+            latency = (now - self.sent_at[rid]) * 1000
+            result.latencies_ms.append(latency)
+            if self.observe is not None:
+                self.observe(now, latency, answer)
             server = answer.get("server")
             if isinstance(server, str):
                 result.per_server[server] += 1
@@ -182,8 +192,10 @@ class _Runner(asyncio.Protocol):
 
 
 async def run_measured(host: str, port: int, lines: list[bytes], concurrency: int,
-                       stall_timeout: float = 30.0) -> BatchResult:
-    """Send `lines` (ids 1..n) keeping `concurrency` in flight; every answer timed."""
+                       stall_timeout: float = 30.0,
+                       observe: Observer | None = None) -> BatchResult:
+    """Send `lines` (ids 1..n) keeping `concurrency` in flight; every answer timed
+    (and shown to `observe`, when given)."""
     loop = asyncio.get_running_loop()
     result = BatchResult(len(lines))
     if not lines:
@@ -191,7 +203,7 @@ async def run_measured(host: str, port: int, lines: list[bytes], concurrency: in
     done: asyncio.Future[None] = loop.create_future()
     started = time.perf_counter()
     transport, _ = await loop.create_connection(
-        lambda: _Runner(lines, max(1, concurrency), result, done), host, port)
+        lambda: _Runner(lines, max(1, concurrency), result, done, observe), host, port)
     try:
         last = -1
         while not done.done():
