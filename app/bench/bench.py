@@ -40,6 +40,8 @@ from app.bench.report import add_ratios, goals, render_table
 TARGETS = ("direct", "serve", "serve-leastconn", "serve-p2c", "serve-nolog", "console",
            "haproxy", "haproxy-http")
 HTTP_TARGETS = frozenset({"haproxy-http"})
+HTTP_SHARE = 10
+"""HTTP targets get requests / HTTP_SHARE of each round."""
 """Targets the generator drives over HTTP/1.1 keep-alive instead of request lines."""
 ALGORITHM_TARGETS = {"serve-leastconn": "leastconn", "serve-p2c": "p2c"}
 """`serve` as users run it, with another balancing algorithm (`serve` is roundrobin)."""
@@ -210,7 +212,11 @@ def run_round(name: str, balancer: Running | None, procs: Processes, servers: li
         watched["balancer"] = balancer.pid
     try:
         before = _cpu_snapshot(watched)
-        load = _generate(procs, addresses, args.connections, args.depth, args.requests, args,
+        # HTTP/1.1 targets run at a twentieth of the line protocol's rate (one request
+        # per connection at a time): they get a tenth of the requests, so a default
+        # run stays short; a rate needs no more.
+        requests = max(1, args.requests // HTTP_SHARE) if name in HTTP_TARGETS else args.requests
+        load = _generate(procs, addresses, args.connections, args.depth, requests, args,
                          http=name in HTTP_TARGETS)
         after = _cpu_snapshot(watched)
     except BenchError as exc:
