@@ -167,7 +167,8 @@ class ConsoleApp(App[SessionSummary | None]):
         with self.batch_update():
             w.status.show(stats, servers=len(rows), paused=self.paused, note=self.note)
             w.table.show(rows, counters=counter_turn,
-                         p50={b.name: b.p50_ms for b in stats.backends})
+                         p50={b.name: b.p50_ms for b in stats.backends},
+                         algorithm=stats.algorithm)
             w.chart.show([(r.name, r.history) for r in rows])
             w.batch.show(self.operator.progress)
             self.set_terminal_title(window_title(stats.address, self.operator.progress))
@@ -232,6 +233,10 @@ class ConsoleApp(App[SessionSummary | None]):
 
     def action_add_server(self) -> None:
         self.do(cmd.AddServer())
+
+    def action_next_algorithm(self) -> None:
+        """`c`: the next balancing algorithm (`algo next`), in `balancer.algorithms` order."""
+        self.do(cmd.SetAlgorithm("next"))
 
     def action_pause(self) -> None:
         self.paused = not self.paused
