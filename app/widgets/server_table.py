@@ -169,14 +169,14 @@ def render(column: Column, raw: object, width: int = 0) -> Text:
         return Text(str(raw), style="bold #ff875f", justify="right")
     if column.key == "host":
         host, remote = raw  # type: ignore[misc]
-        text = Text.assemble(("⇄", "bold #5fd7d7") if remote else "", host, no_wrap=True)
+        text = Text.assemble(("⇄ ", "bold #5fd7d7") if remote else "", host, no_wrap=True)
         text.truncate(column.width or 1, overflow="ellipsis")
         return text
     if column.key == "reason":
         badges, reason = raw  # type: ignore[misc]
         text = Text(no_wrap=True)
         for badge in badges:
-            text.append(f" {badge} ", style=BADGE_STYLE)
+            text.append(badge, style=BADGE_STYLE)
             text.append(" ")
         text.append(str(reason))
         text.truncate(max(1, width), overflow="ellipsis")
