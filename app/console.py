@@ -31,6 +31,7 @@ from app.summary import SessionSummary
 from app.widgets import css_paths
 from app.widgets.batch_bar import BatchBar, window_title
 from app.widgets.command_input import CommandInput
+from app.widgets.compare_screen import CompareScreen
 from app.widgets.footer import ConsoleFooter
 from app.widgets.help_screen import HelpScreen
 from app.widgets.latency import LatencyChart
@@ -167,7 +168,8 @@ class ConsoleApp(App[SessionSummary | None]):
         with self.batch_update():
             w.status.show(stats, servers=len(rows), paused=self.paused, note=self.note)
             w.table.show(rows, counters=counter_turn,
-                         p50={b.name: b.p50_ms for b in stats.backends})
+                         p50={b.name: b.p50_ms for b in stats.backends},
+                         algorithm=stats.algorithm)
             w.chart.show([(r.name, r.history) for r in rows])
             w.batch.show(self.operator.progress)
             self.set_terminal_title(window_title(stats.address, self.operator.progress))
@@ -232,6 +234,10 @@ class ConsoleApp(App[SessionSummary | None]):
 
     def action_add_server(self) -> None:
         self.do(cmd.AddServer())
+
+    def action_next_algorithm(self) -> None:
+        """`c`: the next balancing algorithm (`algo next`), in `balancer.algorithms` order."""
+        self.do(cmd.SetAlgorithm("next"))
 
     def action_pause(self) -> None:
         self.paused = not self.paused
@@ -407,11 +413,18 @@ class ConsoleApp(App[SessionSummary | None]):
                               origin="the console")
         text = reply.message
         if isinstance(command, cmd.Compare) and reply.data:
-            # One line here; the whole table is in reply.data for a results screen.
+            # One line here; the whole table is on the results screen.
             text = "compare: " + ", ".join(
                 f"{name} {r['rate']:,.0f} req/s p99 {r['p99_ms'] or 0:.1f} ms"
                 for name, r in reply.data["results"].items())
+            self.show_compare(reply.data)
         return Outcome(text, error=not reply.ok)
+
+    def show_compare(self, data: dict) -> None:
+        """`compare`'s results screen (Esc closes it); replaces one still open."""
+        if isinstance(self.screen, CompareScreen):
+            self.pop_screen()
+        self.push_screen(CompareScreen(data))
 
     def report(self, work: object) -> None:
         async def run() -> None:

@@ -27,6 +27,7 @@ STATE_STYLES: dict[str, str] = {
     "DOWN": "bold #ff5f5f",
     "DRAINING": "bold #d787ff",
     "STOPPED": "bold #8a8a8a",
+    "EJECTED": "bold #ff8700",
 }
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
@@ -37,6 +38,23 @@ def server_colour(name: str) -> str:
     match = _TRAILING_NUMBER.search(name)
     index = int(match[1]) - 1 if match else zlib.crc32(name.encode())
     return SERVER_COLOURS[index % len(SERVER_COLOURS)]
+
+
+def fault_badges(injected: dict[str, object], speed: float = 1.0,
+                 latency_ms: float = 0.0) -> tuple[str, ...]:
+    """`flaky 30%`, `resets 10%`, `blackhole`, `slow ×0.33`, `+20 ms`: what `heal` clears."""
+    badges = []
+    for name in ("flaky", "resets"):
+        share = injected.get(name)
+        if isinstance(share, int | float) and share > 0:
+            badges.append(f"{name} {share * 100:.3g}%")
+    if injected.get("blackhole"):
+        badges.append("blackhole")
+    if speed != 1.0:
+        badges.append(f"{'slow' if speed < 1 else 'fast'} ×{speed:.3g}")
+    if latency_ms:
+        badges.append(f"+{latency_ms:.4g} ms")
+    return tuple(badges)
 
 
 def count(value: int) -> str:

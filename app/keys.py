@@ -11,7 +11,7 @@ from textual.binding import Binding
 
 HINT = "/ to type a request or a command (random 1000, kill 2, help) · ? help · q quit"
 MAIN_SCREEN_ACTIONS = {"server", "add_server", "select", "pause", "log_filter", "focus_input",
-                       "help", "latency", "save_screenshot", "search_history"}
+                       "help", "latency", "next_algorithm", "save_screenshot", "search_history"}
 """Actions of the dashboard's keys: none of them runs behind a modal screen (help, palette)."""
 
 BINDINGS: tuple[Binding, ...] = (
@@ -23,6 +23,7 @@ BINDINGS: tuple[Binding, ...] = (
     Binding("r", "server('restart')", "restart"),
     Binding("d", "server('drain')", "drain"),
     Binding("a", "add_server", "add"),
+    Binding("c", "next_algorithm", "algo"),
     Binding("p", "pause", "pause"),
     Binding("l", "log_filter", "log: events only / all", show=False),
     Binding("g", "latency", "latency"),
@@ -43,6 +44,7 @@ PALETTE: tuple[tuple[str, str, str], ...] = (
     ("Restart server", "restart the selected server", "server('restart')"),
     ("Drain server", "drain the selected server, or undo", "server('drain')"),
     ("Add server", "spawn one more calculation server", "add_server"),
+    ("Next algorithm", "cycle the balancing algorithm: algo next (c)", "next_algorithm"),
     ("Pause / resume", "pause the scrolling panels", "pause"),
     ("Latency view", "p50 and p99 per server over the last minute (g)", "latency"),
     ("Save screenshot here", "an SVG of the screen, into the working folder (ctrl+s)",

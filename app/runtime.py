@@ -129,6 +129,21 @@ class ServerRow:
     is_next: bool
     history: tuple[int, ...]
     weight: int = 1
+    host: str = ""
+    """Where it listens ("" before it is known)."""
+    remote: bool = False
+    """A server lbconsole did not spawn (`--backend`): no pid, no faults."""
+    workers: int | None = None
+    """Requests it works on at once (None: unlimited)."""
+    speed: float = 1.0
+    latency_ms: float = 0.0
+    queued: int = 0
+    """Requests waiting inside the server for a worker (its last ping answer)."""
+    injected: dict[str, object] = field(default_factory=dict)
+    """Active injected faults, e.g. {"flaky": 0.3, "blackhole": True}."""
+    faults: int = 0
+    retries: int = 0
+    ejections: int = 0
 
 
 class Runtime:
@@ -409,12 +424,24 @@ class Runtime:
             proc = self.supervisor.servers.get(b.name)
             pid = proc.pid if proc is not None and proc.alive else None
             port = int(b.address.rsplit(":", 1)[1]) if b.address != "-" else None
+            # What a spawned server was told (its supervisor's settings) shows at once, also
+            # while it is black-holed and answers no ping; a remote one only has its pong.
+            told = proc.settings if proc is not None else None
+            pong = b.pong
             rows.append(ServerRow(
                 name=b.name, pid=pid, port=port, managed=proc is not None, state=b.state,
                 reason=b.reason, served=b.served, inflight=b.inflight, errors=b.errors,
                 redispatched=b.redispatched, mean_ms=b.mean_ms, p99_ms=b.p99_ms,
                 share=b.share, is_next=b.is_next, history=b.history,
-                weight=b.weight,
+                weight=b.weight, host=b.address.rsplit(":", 1)[0] if b.address != "-" else "",
+                remote=b.remote,
+                workers=told.workers if told is not None else pong.get("workers"),
+                speed=told.speed if told is not None else pong.get("speed", 1.0),
+                latency_ms=(told.latency_ms if told is not None
+                            else pong.get("latency_ms", 0.0)),
+                queued=int(pong.get("queued", 0) or 0),
+                injected=told.faults() if told is not None else dict(pong.get("faults") or {}),
+                faults=b.faults, retries=b.retries, ejections=b.ejections,
             ))
         return rows
 

@@ -239,3 +239,52 @@ def after_batch() -> FrozenSource:
                         log_list=logs, batch_per_server={"server1": 334, "server2": 333,
                                                          "server3": 333})
 
+
+
+def lab() -> FrozenSource:
+    """Weighted, one server flaky and ejected, one slow with a queue, one remote host."""
+    rows = [
+        row("server1", weight=3, served=41_230, inflight=9, workers=4, queued=0,
+            mean_ms=6.1, p99_ms=19.8, share=0.46, is_next=True, host="127.0.0.1",
+            history=(0, 310, 405, 398, 402)),
+        row("server2", weight=3, state="EJECTED", served=20_114, errors=0, workers=4,
+            injected={"flaky": 0.3}, faults=212, retries=188, ejections=2, mean_ms=5.8,
+            p99_ms=21.4, share=0.22, reason="5 server faults in a row (for 20s)",
+            host="127.0.0.1", history=(0, 300, 210, 0, 0)),
+        row("server3", weight=1, served=12_840, inflight=4, workers=4, speed=0.33,
+            latency_ms=20.0, queued=17, mean_ms=48.2, p99_ms=131.0, share=0.14,
+            host="127.0.0.1", history=(0, 102, 131, 128, 133)),
+        row("edge1", pid=None, managed=False, remote=True, host="10.77.0.2", port=7001,
+            served=16_020, inflight=2, mean_ms=7.4, p99_ms=24.9, share=0.18, is_next=False,
+            reason="first check passed in 0.9 ms", history=(0, 150, 160, 158, 161)),
+    ]
+    logs = log(*START_LOG, "operator: algorithm roundrobin -> weighted",
+               "operator: weight server1 1 -> 3", "operator: weight server2 1 -> 3",
+               "operator: flaky server2 30%", "operator: speed server3 0.33",
+               "operator: latency server3 20 ms",
+               "server2 UP -> EJECTED: 5 server faults in a row (for 20s)")
+    return FrozenSource(rows, stats(rows, rate=1480.0, uptime=310.0, redispatched=40,
+                                    algorithm="weighted", retries=188),
+                        log_list=logs)
+
+
+def compare_result() -> dict:
+    """A `compare` reply's data as `app.control.compare.compare_data` makes it."""
+    def result(rate: float, p50: float, p95: float, p99: float, top: float,
+               shares: tuple[float, float, float], errors: int = 0) -> dict:
+        names = ("server1", "server2", "server3")
+        return {"total": 20_000, "answered": 20_000, "errors": errors, "duplicates": 0,
+                "elapsed_s": round(20_000 / rate, 4), "rate": rate, "p50_ms": p50,
+                "p95_ms": p95, "p99_ms": p99, "max_ms": top,
+                "shares": dict(zip(names, shares, strict=True)),
+                "per_server": {n: round(s * 20_000) for n, s in zip(names, shares,
+                                                                     strict=True)},
+                "error_samples": [], "failure": None}
+
+    return {"count": 20_000, "work": "0-20", "concurrency": 64, "seed": 1, "results": {
+        "roundrobin": result(3120.0, 14.2, 88.0, 131.5, 170.2, (0.3334, 0.3333, 0.3333)),
+        "weighted": result(3410.0, 12.9, 61.7, 97.0, 140.8, (0.4286, 0.4285, 0.1429)),
+        "leastconn": result(4630.0, 10.8, 25.1, 38.4, 61.0, (0.4512, 0.4490, 0.0998)),
+        "p2c": result(4490.0, 11.0, 27.9, 42.6, 66.3, (0.4431, 0.4402, 0.1167)),
+        "random": result(3050.0, 14.9, 92.4, 140.1, 182.7, (0.3391, 0.3290, 0.3319), 3),
+    }}

@@ -20,6 +20,7 @@ from app.widgets.routing import RoutingView
 from app.widgets.server_table import (
     DROP_ORDER,
     KEYS,
+    OPTIONAL,
     REASON_MIN,
     ServerTable,
     fit_columns,
@@ -28,20 +29,23 @@ from app.widgets.server_table import (
 from tests.frozen import after_batch, fresh_start, row, server_killed
 
 
-def test_columns_go_whole_and_in_the_documented_order() -> None:
-    previous: tuple[str, ...] = KEYS
-    order = [key for key, _ in DROP_ORDER]
-    for width in range(200, 39, -1):
-        shown, reason = fit_columns(width)
+@pytest.mark.parametrize("optional", [frozenset(), frozenset({"weight"})],
+                         ids=["no-weights", "weights"])
+def test_columns_go_whole_and_in_the_documented_order(optional: frozenset[str]) -> None:
+    every = tuple(k for k in KEYS if k not in OPTIONAL or k in optional)
+    previous: tuple[str, ...] = every
+    order = [key for key, _ in DROP_ORDER if key in every]
+    for width in range(220, 39, -1):
+        shown, reason = fit_columns(width, optional=optional)
         assert set(shown) <= set(previous), f"a column came back narrower, at {width}"
-        gone = [k for k in KEYS if k not in shown]
+        gone = [k for k in every if k not in shown]
         assert set(gone) == set(order[:len(gone)]), f"out of order at {width}: {gone}"
         assert {"no", "name", "state", "inflight", "reason"} <= set(shown)
         if len(gone) < len(order):
             assert reason >= REASON_MIN, width
         previous = shown
-    assert fit_columns(200)[0] == KEYS
-    assert fit_columns(160)[0] == KEYS
+    assert fit_columns(220, optional=optional)[0] == every
+    assert ("weight" in fit_columns(80, optional=optional)[0]) == bool(optional)
 
 
 def test_the_in_flight_bar_scales_to_the_busiest_server() -> None:
@@ -83,7 +87,9 @@ async def test_nothing_is_cut_without_a_sign(size: tuple[int, int]) -> None:
         for key in footer.children:  # every key shown is on screen, whole
             assert key.region.width > 0 and key.region.right <= size[0], (key, key.region)
         if size[0] >= 120:
-            assert {"pid", "port", "share", "mean"} <= set(table.shown)
+            assert {"workers", "queue", "counters", "share", "served"} <= set(table.shown)
+        if size[0] >= 160:
+            assert {"pid", "host", "mean"} <= set(table.shown)
             assert "k" in keys and "/" in keys
 
 

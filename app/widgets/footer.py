@@ -15,7 +15,8 @@ from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
 FOOTER_DROP_ORDER: tuple[str, ...] = (
-    "command_palette", "save_screenshot", "latency", "pause", "add_server", "focus_input",
+    "command_palette", "save_screenshot", "latency", "next_algorithm", "pause", "add_server",
+    "focus_input",
     "server('drain')", "server('restart')", "server('stop')", "select(1)",
 )
 """Actions whose keys leave the footer when it is narrow, first to last. `? help` lists

@@ -21,6 +21,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("r", "restart it"),
     ("d", "drain it / put it back (takes nothing new, finishes what it has)"),
     ("a", "add a server"),
+    ("c", "next balancing algorithm (algo next; the status line shows it)"),
     ("p", "pause / resume the scrolling panels"),
     ("l", "log panel: events only (connections, states, actions) / every line"),
     ("g", "latency view: p50 and p99 per server over the last minute / the panels"),

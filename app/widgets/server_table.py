@@ -17,7 +17,7 @@ from textual import events
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
-from app.formatting import STATE_STYLES, count, ms, server_colour
+from app.formatting import STATE_STYLES, count, fault_badges, ms, server_colour, short_count
 from app.runtime import ServerRow
 
 BAR_CELLS = 4
@@ -66,52 +66,84 @@ def inflight_bar(value: int, peak: int, cells: int = BAR_CELLS) -> str:
     return ("█" * whole + (EIGHTHS[part] if part else "")).ljust(cells)
 
 
+def _workers(line: Line) -> str:
+    r = line.row
+    text = "∞" if r.workers is None else count(r.workers)
+    return text + (f" ×{r.speed:.2g}" if r.speed != 1.0 else "")
+
+
+def _counters(line: Line) -> str:
+    r = line.row
+    if not (r.faults or r.retries or r.ejections):
+        return "-"
+    return f"{short_count(r.faults)}/{short_count(r.retries)}/{r.ejections}"
+
+
 COLUMNS: tuple[Column, ...] = (
     Column("no", "#", 2, False, lambda x: (x.index, x.row.is_next), counter=True),
     Column("name", "server", 8, False, lambda x: x.row.name),
     Column("state", "state", 8, False, lambda x: x.row.state),
+    Column("weight", "wt", 3, True, lambda x: x.row.weight),
     Column("served", "served", 9, True, lambda x: count(x.row.served), counter=True),
     Column("inflight", "in flight", 5 + 1 + BAR_CELLS, True,
            lambda x: (count(x.row.inflight), inflight_bar(x.row.inflight, x.inflight_peak)),
            counter=True),
+    Column("workers", "workers", 7, True, _workers),
+    Column("queue", "queue", 5, True, lambda x: count(x.row.queued), counter=True),
     Column("errors", "err", 4, True, lambda x: count(x.row.errors)),
+    Column("counters", "flt/rty/ej", 10, True, _counters),
     Column("resent", "re-sent", 7, True, lambda x: count(x.row.redispatched)),
     Column("mean", "mean ms", 7, True, lambda x: ms(x.row.mean_ms), counter=True),
     Column("p50", "p50 ms", 6, True, lambda x: ms(x.p50_ms), counter=True),
     Column("p99", "p99 ms", 6, True, lambda x: ms(x.row.p99_ms), counter=True),
     Column("share", "share", 5, True, _share, counter=True),
     Column("pid", "pid", 7, True, lambda x: str(x.row.pid) if x.row.pid else "-"),
+    Column("host", "host", 15, False, lambda x: (x.row.host or "-", x.row.remote)),
     Column("port", "port", 5, True, lambda x: str(x.row.port) if x.row.port else "-"),
-    Column("reason", "last change", None, False, lambda x: x.row.reason),
+    Column("reason", "last change", None, False,
+           lambda x: (fault_badges(x.row.injected, x.row.speed, x.row.latency_ms),
+                      x.row.reason)),
 )
 KEYS = tuple(c.key for c in COLUMNS)
 
+OPTIONAL = frozenset({"weight"})
+"""Columns shown only when they say something: weights when one is not 1 or the
+algorithm is `weighted` (see `wants_weight`)."""
+
 DROP_ORDER: tuple[tuple[str, int], ...] = (
-    ("resent", 28), ("p50", 28), ("port", 22), ("pid", 22),
-    ("mean", REASON_MIN), ("share", REASON_MIN), ("served", REASON_MIN),
-    ("errors", REASON_MIN), ("p99", REASON_MIN),
+    ("resent", 28), ("p50", 28), ("port", 22), ("pid", 22), ("host", 22),
+    ("mean", REASON_MIN), ("served", REASON_MIN), ("counters", REASON_MIN),
+    ("queue", REASON_MIN), ("workers", REASON_MIN), ("share", REASON_MIN),
+    ("errors", REASON_MIN), ("weight", REASON_MIN), ("p99", REASON_MIN),
 )
 """Columns that go when the panel is narrow, first to last, each while `last change`
 would be narrower than the width beside it. Never dropped: #, server, state, in flight
-(with its bar) and last change."""
+(with its bar) and last change, which starts with the fault badges."""
 
 
-def fit_columns(width: int, padding: int = 1) -> tuple[tuple[str, ...], int]:
+def wants_weight(rows: list[ServerRow], algorithm: str) -> bool:
+    return algorithm == "weighted" or any(r.weight != 1 for r in rows)
+
+
+def fit_columns(width: int, padding: int = 1,
+                optional: frozenset[str] | set[str] = frozenset()) -> tuple[tuple[str, ...], int]:
     """The columns that fit in `width` cells (in table order) and the width left for the
-    `last change` column, dropping columns in `DROP_ORDER` while it has too little room."""
-    shown = set(KEYS)
+    `last change` column, dropping columns in `DROP_ORDER` while it has too little room.
+    `optional`: the columns of `OPTIONAL` wanted now (the others are not shown at all)."""
+    shown = set(KEYS) - (OPTIONAL - set(optional))
 
     def fixed() -> int:
         return sum((c.width or 0) + 2 * padding for c in COLUMNS
                    if c.key in shown and c.width is not None)
 
     for key, room in DROP_ORDER:
-        if width - fixed() - 2 * padding < room:
+        if key in shown and width - fixed() - 2 * padding < room:
             shown.discard(key)
     reason = max(1, width - fixed() - 2 * padding)
     return tuple(k for k in KEYS if k in shown), reason
 
 
+BADGE_STYLE = "bold #000000 on #ff875f"
 def render(column: Column, raw: object, width: int = 0) -> Text:
     if column.key == "no":
         index, is_next = raw  # type: ignore[misc]
@@ -127,8 +159,26 @@ def render(column: Column, raw: object, width: int = 0) -> Text:
         filled = bar.rstrip()
         return Text.assemble((f"{number:>5} ", ""), (filled, "#ffaf5f"),
                              (TRACK * (len(bar) - len(filled)), "#4e4e4e"), justify="right")
+    if column.key == "weight":
+        weight = int(raw)  # type: ignore[call-overload]
+        return Text(str(weight), justify="right",
+                    style="bold #ff5f5f" if weight == 0 else "bold" if weight != 1 else "")
+    if column.key == "queue" and raw != "0":
+        return Text(str(raw), style="bold #ffaf5f", justify="right")
+    if column.key == "counters" and raw != "-":
+        return Text(str(raw), style="bold #ff875f", justify="right")
+    if column.key == "host":
+        host, remote = raw  # type: ignore[misc]
+        text = Text.assemble(("⇄ ", "bold #5fd7d7") if remote else "", host, no_wrap=True)
+        text.truncate(column.width or 1, overflow="ellipsis")
+        return text
     if column.key == "reason":
-        text = Text(str(raw), no_wrap=True)
+        badges, reason = raw  # type: ignore[misc]
+        text = Text(no_wrap=True)
+        for badge in badges:
+            text.append(badge, style=BADGE_STYLE)
+            text.append(" ")
+        text.append(str(reason))
         text.truncate(max(1, width), overflow="ellipsis")
         return text
     return Text(str(raw), justify="right" if column.right else "left")
@@ -143,13 +193,16 @@ class ServerTable(DataTable):
         self.shown: tuple[str, ...] = ()
         """The keys of the columns on screen, in order."""
         self.reason_width = 0
+        self.optional: frozenset[str] = frozenset()
+        """The optional columns wanted now (see `OPTIONAL`)."""
         self._fit(120)
 
     # ------------------------------------------------------------ columns
 
     def _fit(self, width: int) -> bool:
         """Choose the columns for `width`; rebuild the table if they changed."""
-        shown, reason = fit_columns(width, self.cell_padding)
+        self._width = width
+        shown, reason = fit_columns(width, self.cell_padding, self.optional)
         if (shown, reason) == (self.shown, self.reason_width):
             return False
         selected = self.selected
@@ -200,7 +253,8 @@ class ServerTable(DataTable):
     # ------------------------------------------------------------ updates
 
     def show(self, rows: list[ServerRow], *, counters: bool = True,
-             p50: Mapping[str, float | None] | None = None) -> None:
+             p50: Mapping[str, float | None] | None = None,
+             algorithm: str = "roundrobin") -> None:
         """Bring the table up to date: changed cells only; rows added or removed.
 
         With `counters=False` the busy columns (served, in flight, latency, share)
@@ -209,6 +263,10 @@ class ServerTable(DataTable):
         errors and the next-server marker must show at once.
         """
         p50 = p50 or {}
+        optional = frozenset({"weight"} if wants_weight(rows, algorithm) else ())
+        if optional != self.optional:
+            self.optional = optional
+            self._fit(self._width)
         peak = max((r.inflight for r in rows), default=0)
         present = {row.name for row in rows}
         for name in [n for n in self._cells if n not in present]:

@@ -1,4 +1,9 @@
-"""The status line at the top: address, rate, totals, servers UP, uptime, PAUSED."""
+"""The status line at the top: address, algorithm, rate, totals, servers UP, uptime, PAUSED.
+
+The algorithm is always there (it decides everything the table shows), right after
+the address so a narrow terminal cuts the end of the line, never it; retries show
+once there are any.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from app.formatting import count, short_count, uptime
 from balancer.stats import BalancerStats
 
 PAUSED_BADGE = " PAUSED "
+ALGO_STYLE = "bold #5fd7d7"
 
 
 def status_text(stats: BalancerStats | None, *, servers: int = 0, paused: bool = False,
@@ -29,8 +35,11 @@ def status_text(stats: BalancerStats | None, *, servers: int = 0, paused: bool =
     else:
         up_style = "bold #ff5f5f" if stats.servers_up == 0 else "bold #ffd75f"
     if compact:
+        host, _, port = stats.address.rpartition(":")
         text.append_tokens([
-            (stats.address, "bold"),
+            # The usual loopback host goes first when room is short: the port is what counts.
+            (f":{port}" if host == "127.0.0.1" else stats.address, "bold"),
+            ("  ", None), (stats.algorithm, ALGO_STYLE),
             ("  ", None), (short_count(stats.rate), "bold"), ("/s", "dim"),
             ("  ", None), (short_count(stats.answered), "bold"), (" ans", "dim"),
             ("  ", None), (count(stats.errors), "bold #ff5f5f" if stats.errors else "bold"),
@@ -41,6 +50,9 @@ def status_text(stats: BalancerStats | None, *, servers: int = 0, paused: bool =
         if stats.redispatched:
             text.append_tokens([("  ", None), (count(stats.redispatched), "bold #ffd75f"),
                                 (" ↻", "dim")])
+        if stats.retries:
+            text.append_tokens([("  ", None), (short_count(stats.retries), "bold #ff875f"),
+                                (" retries", "dim")])
         if stats.queued:
             text.append_tokens([("  ", None), (count(stats.queued), "bold #ff5f5f"),
                                 (" queued", "dim")])
@@ -48,6 +60,7 @@ def status_text(stats: BalancerStats | None, *, servers: int = 0, paused: bool =
         sep = ("  │ ", "dim")
         text.append_tokens([
             (stats.address, "bold"),
+            sep, (stats.algorithm, ALGO_STYLE),
             sep, (short_count(stats.rate), "bold"), (" req/s", "dim"),
             sep, (count(stats.answered), "bold"), (" answered", "dim"),
             sep, (count(stats.errors), "bold #ff5f5f" if stats.errors else "bold"),
@@ -58,6 +71,8 @@ def status_text(stats: BalancerStats | None, *, servers: int = 0, paused: bool =
         if stats.redispatched:
             text.append_tokens([sep, (count(stats.redispatched), "bold #ffd75f"),
                                 (" re-sent", "dim")])
+        if stats.retries:
+            text.append_tokens([sep, (count(stats.retries), "bold #ff875f"), (" retries", "dim")])
         if stats.queued:
             text.append_tokens([sep, (count(stats.queued), "bold #ff5f5f"), (" queued", "dim")])
     if note:
