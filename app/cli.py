@@ -15,6 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Round-robin load balancer for calculation servers, with a terminal console.",
     )
     add_runtime_options(parser)
+    from app.config import add_scenario_option
+
+    add_scenario_option(parser)
     parser.add_argument("--headless", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -22,8 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(serve)
     serve.add_argument("--stats-interval", type=float, default=0.0, metavar="S",
                        help="print a one-line status every S seconds (0: never)")
-    from app.config import add_scenario_option
-
     add_scenario_option(serve)
 
     scenario = sub.add_parser(
@@ -151,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             except HaproxyMissing as exc:
                 print(f"lbconsole: {exc}", file=sys.stderr)
                 return 1
-        return console_main(config, headless=args.headless, engine=engine_of(args))
+        from app.control.scenario_cli import scenario_of
+
+        return console_main(config, headless=args.headless, engine=engine_of(args),
+                            scenario=scenario_of(parser, args))
     except KeyboardInterrupt:
         return 130
 

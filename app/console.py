@@ -86,6 +86,7 @@ class ConsoleApp(App[SessionSummary | None]):
         self.tick_interval = tick
         self.paused = False
         self.note = ""
+        self.scenario_state = ""
         self.stats: BalancerStats | None = None
         self.rows: list[ServerRow] = []
         self.quitting = False
@@ -167,6 +168,14 @@ class ConsoleApp(App[SessionSummary | None]):
         w = self.panels
         with self.batch_update():
             w.status.show(stats, servers=len(rows), paused=self.paused, note=self.note)
+            scenario = getattr(source, "scenario_progress", None)
+            progress = scenario() if scenario is not None else None
+            if progress is not None and progress.state != self.scenario_state:
+                # Each change of a scenario's state (steps fire, it ends) in the message line.
+                self.scenario_state = progress.state
+                self.say(Outcome(progress.text(), error=progress.state == "failed"))
+            elif progress is not None and self.ticks % 10 == 0:
+                self.say(Outcome(progress.text()))
             w.table.show(rows, counters=counter_turn,
                          p50={b.name: b.p50_ms for b in stats.backends},
                          algorithm=stats.algorithm)

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -20,6 +21,9 @@ from app.runtime import RuntimeConfig
 from app.source import LiveSource
 from app.summary import SessionSummary, summary_table
 from balancer import eventloop
+
+if TYPE_CHECKING:
+    from app.control.scenario_file import Scenario
 
 
 def _listening(address: str) -> None:
@@ -43,13 +47,15 @@ async def _run(app: ConsoleApp, source: LiveSource, headless: bool) -> SessionSu
         await source.stop()
 
 
-def console_main(config: RuntimeConfig, headless: bool = False, engine: str = "builtin") -> int:
+def console_main(config: RuntimeConfig, headless: bool = False, engine: str = "builtin",
+                 scenario: Scenario | None = None) -> int:
     if engine == "haproxy":  # a real HAProxy in the data path (app/engines)
         from app.engines.source import HaproxySource
 
         source = HaproxySource(config, on_listening=_listening if headless else None)
     else:
-        source = LiveSource(config, on_listening=_listening if headless else None)
+        source = LiveSource(config, on_listening=_listening if headless else None,
+                            scenario=scenario)
     app = ConsoleApp(source, freeze_gc=True, history=history_path())
     try:
         summary = eventloop.run(_run(app, source, headless))

@@ -13,13 +13,18 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.runtime import Runtime, RuntimeConfig, ServerRow
 from balancer import eventloop
 from balancer.client import BatchProgress, Client, ClientError, run_batch
 from balancer.routes import Route
 from balancer.stats import BalancerStats
+
+if TYPE_CHECKING:
+    from app.control.scenario import ScenarioRun
+    from app.control.scenario_file import Scenario
+    from app.control.scenario_report import ScenarioProgress
 
 Answer = tuple[float, bytes, float]
 
@@ -105,9 +110,14 @@ class LiveSource:
     """A Runtime (balancer, health checks, supervisor, log) and an in-process client."""
 
     def __init__(self, config: RuntimeConfig,
-                 on_listening: Callable[[str], None] | None = None) -> None:
+                 on_listening: Callable[[str], None] | None = None,
+                 scenario: Scenario | None = None) -> None:
         self.config = config
         self.runtime = Runtime(config)
+        self.scenario = scenario
+        """A scenario to run once the servers are UP (`--scenario`)."""
+        self.scenario_run: ScenarioRun | None = None
+        self._scenario_task: asyncio.Task[None] | None = None
         self.on_listening = on_listening
         self.client: Client | None = None
         self.address = ""
@@ -142,7 +152,28 @@ class LiveSource:
             self.on_listening(self.address)
         self.client = await Client.connect(self.connect_host, port)
         await self.runtime.start_servers()
+        if self.scenario is not None:
+            self._scenario_task = asyncio.ensure_future(self._run_scenario(self.scenario))
         return self.address
+
+    async def _run_scenario(self, scenario: Scenario) -> None:
+        """`--scenario`: once every server is UP, run it live; steps and report to the log."""
+        from app.control.scenario import ScenarioRun
+
+        log = self.runtime.log
+        if not await self.runtime.wait_until_up(timeout=30.0):
+            log.event(f"scenario {scenario.name}: not started, the servers are not all UP")
+            return
+        self.scenario_run = ScenarioRun(
+            scenario, self.runtime, on_event=lambda text: log.event(f"scenario {scenario.name}: "
+                                                                   f"{text}"))
+        report = await self.scenario_run.run()
+        for line in report.text().splitlines():
+            log.event(f"scenario report: {line}")
+
+    def scenario_progress(self) -> ScenarioProgress | None:
+        """Where a `--scenario` run is (None without one), for the status line."""
+        return self.scenario_run.progress() if self.scenario_run is not None else None
 
     async def stop(self) -> None:
         """Say goodbye, answer what is in flight, stop every server (idempotent)."""
@@ -153,6 +184,12 @@ class LiveSource:
         await asyncio.shield(self._stopping)
 
     async def _stop(self) -> None:
+        if self._scenario_task is not None and not self._scenario_task.done():
+            if self.scenario_run is not None:
+                self.scenario_run.stop()
+            self._scenario_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._scenario_task
         try:
             if self.client is not None:
                 with contextlib.suppress(ClientError, OSError, TimeoutError, ValueError):

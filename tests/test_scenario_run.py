@@ -243,3 +243,39 @@ within = "0.5s"
     assert [e["passed"] for e in report.expects] == [True, False], details
     assert report.expects[1]["detail"] == "server1.state = UP"
     assert 0.5 <= waited < 20
+
+
+async def test_the_console_runs_a_scenario_and_shows_where_it_is(tmp_path: Path) -> None:
+    """`lbconsole --scenario NAME`: the message line follows the run, the log gets the
+    steps and the report."""
+    from app.console import ConsoleApp
+    from app.control.scenario_cli import load
+    from app.runtime import RuntimeConfig
+    from app.source import LiveSource
+    from tests.test_console_live import message, until
+
+    # The console keeps its own options (a scenario's [settings] are for headless
+    # runs): these are black-hole's.
+    config = RuntimeConfig(port=0, log_file=str(tmp_path / "loadbalancer.log"),
+                           check_interval=0.2, check_timeout=0.3, request_timeout=0.5,
+                           admin_socket=None)
+    source = LiveSource(config, scenario=load("black-hole", scale=0.5))
+    app = ConsoleApp(source)
+    seen: set[str] = set()
+
+    def watch() -> bool:
+        seen.add(message(app))
+        return "black-hole: passed" in message(app) or "black-hole: failed" in message(app)
+
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, watch, 60, "the scenario to end")
+            report = source.scenario_run.progress().report  # type: ignore[union-attr]
+            assert "scenario black-hole: passed" in message(app), report.failures()
+            assert any("scenario black-hole: running" in m for m in seen), seen
+            await pilot.press("q")
+    finally:
+        await source.stop()
+        source.kill_now()
+    log = (tmp_path / "loadbalancer.log").read_text()
+    assert "scenario black-hole: " in log and "scenario report:" in log
