@@ -443,8 +443,9 @@ class ConsoleApp(App[SessionSummary | None]):
         self.run_worker(run(), group="commands")
 
 
-def console_main(config: RuntimeConfig, headless: bool = False, engine: str = "builtin") -> int:
+def console_main(config: RuntimeConfig, headless: bool = False, engine: str = "builtin",
+                 scenario: object = None) -> int:
     """Run the console for real (see `app.console_main`); kept here for callers of old."""
     from app.console_main import console_main as run
 
-    return run(config, headless, engine)
+    return run(config, headless, engine, scenario)  # type: ignore[arg-type]
