@@ -129,12 +129,17 @@ def main(argv: list[str] | None = None) -> int:
         from app.console import console_main
 
         if engine_of(args) == "haproxy":
+            from app.engines.haproxy_config import check_algorithm
             from app.engines.haproxy_process import HaproxyMissing, find_haproxy
 
             try:
                 find_haproxy()
+                check_algorithm(config.algorithm)
             except HaproxyMissing as exc:
                 print(f"lbconsole: {exc}", file=sys.stderr)
+                return 1
+            except KeyError as exc:
+                print(f"lbconsole: --algorithm: {exc.args[0]}", file=sys.stderr)
                 return 1
         return console_main(config, headless=args.headless, engine=engine_of(args))
     except KeyboardInterrupt:
