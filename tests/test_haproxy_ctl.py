@@ -135,3 +135,16 @@ def test_ctl_algo_p2c_is_refused_naming_haproxys_algorithms(serve: Serve) -> Non
     assert haproxy_pid(serve) == before
     shown = json.loads(ctl(serve, "show", "stats").stdout)
     assert shown["algorithm"] == "roundrobin"
+
+
+def test_ctl_requests_and_batches_go_over_http(serve: Serve) -> None:  # noqa: F811
+    one = ctl(serve, "somma", "3", "4")
+    assert one.returncode == 0 and one.stdout.startswith("#1 somma 3 4 = 7"), one.stderr
+    batch = ctl(serve, "random", "300")
+    assert batch.returncode == 0, batch.stderr
+    assert batch.stdout.startswith("random 300: 300 answers, 0 errors"), batch.stdout
+    assert "server1 100 / server2 100 / server3 100" in batch.stdout
+    measured = ctl(serve, "random", "10", "work", "0-5")
+    assert measured.returncode == 1 and "need the built-in engine" in measured.stderr
+    compare = ctl(serve, "compare", "100")
+    assert compare.returncode == 1 and "compare needs the built-in engine" in compare.stderr

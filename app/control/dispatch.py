@@ -136,6 +136,9 @@ async def _execute(runtime: Runtime, command: g.Command, selected: str | None,
             return show_stats(runtime)
         case g.SendRequest(line):
             return await _request(runtime, line)
+        case g.RunBatch(count, work) if work is not None and _http(runtime):
+            return Reply(False, f"random {count:,} work …: measured batches need the built-in "
+                                "engine (plain random N works over HTTP)")
         case g.RunBatch(count, work):
             return await _batch(runtime, count, work, seed)
         case g.CancelBatch():
@@ -145,9 +148,6 @@ async def _execute(runtime: Runtime, command: g.Command, selected: str | None,
             if not running:
                 return Reply(False, "no batch is running")
             return Reply(True, f"cancelling {len(running)} batch{'es' if len(running) > 1 else ''}")
-        case g.RunBatch(count, work) if work is not None and _http(runtime):
-            return Reply(False, f"random {count:,} work …: measured batches need the built-in "
-                                "engine (plain random N works over HTTP)")
         case g.Compare() if _http(runtime):
             return Reply(False, "compare needs the built-in engine (with HAProxy every switch "
                                 "restarts it; use algo NAME and random N instead)")

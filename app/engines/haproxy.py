@@ -80,7 +80,6 @@ class HaproxyEngine(ServerActions):
         self.process = self._new_process()
         self.retiring: list[HaproxyProcess] = []
         """Earlier HAProxy processes finishing their requests after an algorithm switch."""
-        self.generation = 0
         self.listeners: list[StateListener] = []
         self.names: list[str] = []
         """Every server HAProxy knows, in row order."""
@@ -261,7 +260,6 @@ class HaproxyEngine(ServerActions):
                 return f"algorithm {algorithm} (haproxy's {ALGORITHMS[algorithm]} honours weights)"
             old, kept, shown = self.process, dict(self.stat), dict(self.states)
             self.algorithm = algorithm
-            self.generation += 1
             self.process = self._new_process()
             self.states = {}
             self._quiet = True  # the new HAProxy's first view is not news: compared below
