@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -99,13 +100,10 @@ class HaproxyEngine(ServerActions):
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
         self._switching = asyncio.Lock()
-        self._quiet = False
-        """While a new HAProxy takes over, its state changes are not announced."""
+        self._quiet = False  # while a new HAProxy takes over: its changes are not news
         self.balancer = Front(self)
-        self.control_server: ControlServer | None = None
-        """lbconsole's runtime socket (`lbconsole ctl`), open while the engine runs."""
-        self.batches: set[asyncio.Task] = set()
-        """Batches started over the runtime socket (`cancel` cancels them)."""
+        self.control_server: ControlServer | None = None  # lbconsole's (`lbconsole ctl`)
+        self.batches: set[asyncio.Task] = set()  # started over it (`cancel` cancels them)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -391,8 +389,11 @@ class HaproxyEngine(ServerActions):
 
     def stats(self) -> BalancerStats:
         """The console's snapshot, from HAProxy's stats and its request log."""
-        return snapshot(self.address, self.names, self.stat, self.states, self.reader,
-                        self.started_at, clients=self.clients, queued=self.queued)
+        stats = snapshot(self.address, self.names, self.stat, self.states, self.reader,
+                         self.started_at, clients=self.clients, queued=self.queued)
+        if "algorithm" in BalancerStats.__dataclass_fields__:  # main's stats name it
+            stats = dataclasses.replace(stats, algorithm=self.algorithm)
+        return stats
 
     def rows(self, stats: BalancerStats | None = None) -> list[ServerRow]:
         """One row per server, joining HAProxy's view and the process's."""
