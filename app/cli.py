@@ -103,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
                 config = runtime_config(args)
             except ValueError as exc:
                 parser.error(str(exc))
+            if engine_of(args) == "haproxy":
+                from app.engines.haproxy_config import check_algorithm
+
+                try:
+                    check_algorithm(config.algorithm)
+                except KeyError as exc:  # p2c is the built-in engine's own
+                    print(f"lbconsole: --algorithm: {exc.args[0]}", file=sys.stderr)
+                    return 1
         if args.command == "serve" and engine_of(args) == "haproxy":
             from app.engines.serve import serve_main as haproxy_serve
 

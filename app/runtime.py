@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import time
 from dataclasses import dataclass, field
 
-from app.control.socket import ControlServer, default_socket_path
+from app.control.socket import ControlServer, default_socket_path, open_control
 from backends.supervisor import (
     ManagedServer,
     ServerExited,
@@ -173,33 +172,13 @@ class Runtime:
         return port
 
     async def start_control(self) -> str | None:
-        """Open the runtime socket once the balancer listens; its path, None when disabled.
-
-        Raises OSError with a message for the operator when another live instance
-        holds the path given with --admin-socket; the default path, when taken, gives
-        way to one with the port in its name. Idempotent: `serve` opens it before the
+        """Open the runtime socket once the balancer listens; its path, None when disabled
+        (see `app.control.socket.open_control`). Idempotent: `serve` opens it before the
         servers start, the console through `start_servers`.
         """
-        if self.control_server is not None:
-            return self.control_server.path
-        port = self.balancer.port
-        path = self.config.admin_socket_path(port)
-        if path is None:
-            return None
-        server = ControlServer(self, path)
-        try:
-            await server.start()
-        except OSError as exc:
-            if self.config.admin_socket or exc.errno != errno.EADDRINUSE:
-                raise
-            # The default name belongs to another live instance (one log file for two
-            # balancers): this one takes a name with its port instead of failing.
-            path = default_socket_path(self.config.log_file, port, with_port=True)
-            server = ControlServer(self, path)
-            await server.start()
-        self.control_server = server
-        self.log.event(f"runtime API on {path}")
-        return path
+        if self.control_server is None:
+            self.control_server = await open_control(self, self.balancer.port)
+        return None if self.control_server is None else self.control_server.path
 
     async def start_servers(self) -> None:
         """Open the runtime socket, register the outside backends and spawn our servers

@@ -57,6 +57,9 @@ class Serve:
     port: int
     log: Path
     admin: str = ""
+    """HAProxy's own runtime API socket."""
+    ctl: str = ""
+    """lbconsole's runtime socket (`lbconsole ctl --socket`)."""
 
     def line(self, timeout: float = 10.0) -> str:
         """The next stdout line, or "" after `timeout`."""
@@ -92,10 +95,14 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         assert match, first + (proc.stderr.read() if proc.poll() is not None else "")
         running = Serve(proc, int(match[1]), log)
         second = proc.stdout.readline()
-        found = re.match(r"^haproxy pid \d+, runtime API (/\S+/admin\.sock)$", second)
-        assert found, second
+        assert second == f"admin socket {tmp_path / 'loadbalancer.sock'}\n", second
+        running.ctl = second.split(" ", 2)[2].strip()
+        third = proc.stdout.readline()
+        found = re.match(r"^haproxy pid \d+, runtime API (/\S+/admin\.sock)$", third)
+        assert found, third
         running.admin = found[1]
         assert oct(os.stat(running.admin).st_mode & 0o777) == "0o600"
+        assert oct(os.stat(running.ctl).st_mode & 0o777) == "0o600"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # up once a request goes through
             with contextlib.suppress(OSError):

@@ -100,3 +100,32 @@ async def test_haproxy_dying_is_shown_and_restart_haproxy_brings_it_back(
         await until(pilot, lambda: all(state(console, n) == "UP"
                                        for n in ("server1", "server2", "server3")), 10)
         assert (await source.request("somma 2 3"))["result"] == 5
+
+
+async def test_typed_algo_weight_and_settings_drive_haproxy(console: ConsoleApp) -> None:
+    async with console.run_test(size=SIZE) as pilot:
+        await all_up(pilot, console)
+        source = console.source
+        assert isinstance(source, HaproxySource)
+        engine = source.engine
+        old = engine.process.pid
+        await type_line(pilot, "algo p2c")
+        await until(pilot, lambda: "p2c is not an HAProxy algorithm" in message(console), 5)
+        assert engine.process.pid == old and engine.algorithm == "roundrobin"
+        await type_line(pilot, "algo leastconn")
+        await until(pilot, lambda: "algorithm leastconn: haproxy restarted" in message(console),
+                    15, "the switch")
+        assert engine.process.pid != old
+        assert "balance leastconn" in engine.config_path.read_text()
+        await type_line(pilot, "algo next")  # what a key cycling the algorithms sends
+        await until(pilot, lambda: "algorithm random" in message(console), 15, "next")
+        await type_line(pilot, "weight 2 0")
+        await until(pilot, lambda: "server2 weight 0" in message(console), 5)
+        stat = {r.server: r for r in await engine.api.show_stat()}
+        assert stat["server2"].weight == 0
+        servers = {(await source.request("somma 1 1"))["server"] for _ in range(20)}
+        assert "server2" not in servers
+        await type_line(pilot, "latency 3 30")
+        await until(pilot, lambda: "server3: latency 30 ms" in message(console), 5)
+        await type_line(pilot, "show servers")
+        await until(pilot, lambda: message(console).startswith("3 servers:"), 5)

@@ -8,6 +8,11 @@ raises for anything an operator can cause: every outcome, good or bad, is a
 client connection to the balancer's own port, exactly as an outside client's
 would; server settings go to the supervisor, algorithm and weights to the
 balancer, each through the Runtime so every change is logged.
+
+The HAProxy engine (`app.engines.haproxy.HaproxyEngine`) is driven through the
+same code: it offers the Runtime's methods, some of them coroutines where
+HAProxy's runtime API has to be asked (`_settle` awaits those), and
+`protocol = "http"`, so requests and batches go to it over HTTP keep-alive.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +53,16 @@ class Reply:
 def connect_host(runtime: Runtime) -> str:
     host = runtime.config.host
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+async def _settle(value: Any) -> Any:
+    """The Runtime answers at once; an engine may have to ask HAProxy first (a coroutine)."""
+    return await value if inspect.isawaitable(value) else value
+
+
+def _http(runtime: Runtime) -> bool:
+    """Whether the engine's port speaks HTTP (HAProxy) rather than the line protocol."""
+    return getattr(runtime, "protocol", "line") == "http"
 
 
 def _text(exc: BaseException) -> str:
@@ -104,10 +120,10 @@ async def _execute(runtime: Runtime, command: g.Command, selected: str | None,
             text = await runtime.add_server()
             return Reply("failed" not in text, text)
         case g.SetAlgorithm(name):
-            return Reply(True, runtime.set_algorithm(name),
+            return Reply(True, await _settle(runtime.set_algorithm(name)),
                          {"algorithm": runtime.balancer.algorithm_name})
         case g.SetWeight(target, weight):
-            return Reply(True, runtime.set_weight(target, weight))
+            return Reply(True, await _settle(runtime.set_weight(target, weight)))
         case g.ServerSetting(setting, target, value):
             name = target or selected
             if name is None:
@@ -120,6 +136,9 @@ async def _execute(runtime: Runtime, command: g.Command, selected: str | None,
             return show_stats(runtime)
         case g.SendRequest(line):
             return await _request(runtime, line)
+        case g.RunBatch(count, work) if work is not None and _http(runtime):
+            return Reply(False, f"random {count:,} work …: measured batches need the built-in "
+                                "engine (plain random N works over HTTP)")
         case g.RunBatch(count, work):
             return await _batch(runtime, count, work, seed)
         case g.CancelBatch():
@@ -129,6 +148,9 @@ async def _execute(runtime: Runtime, command: g.Command, selected: str | None,
             if not running:
                 return Reply(False, "no batch is running")
             return Reply(True, f"cancelling {len(running)} batch{'es' if len(running) > 1 else ''}")
+        case g.Compare() if _http(runtime):
+            return Reply(False, "compare needs the built-in engine (with HAProxy every switch "
+                                "restarts it; use algo NAME and random N instead)")
         case g.Compare():
             from app.control.compare import compare_live
 
@@ -146,7 +168,7 @@ async def _server_action(runtime: Runtime, action: str, name: str) -> str:
     if action == "restart":
         return await runtime.restart(name)
     if action == "drain":
-        return runtime.drain(name)
+        return await _settle(runtime.drain(name))
     if action == "freeze":
         return runtime.freeze(name)
     if action == "thaw":
@@ -176,7 +198,12 @@ def show_stats(runtime: Runtime) -> Reply:
 
 
 async def _request(runtime: Runtime, line: str) -> Reply:
-    client = await Client.connect(connect_host(runtime), runtime.balancer.port)
+    if _http(runtime):
+        from app.engines.http_client import HttpClient
+
+        client: Any = await HttpClient.connect(connect_host(runtime), runtime.balancer.port)
+    else:
+        client = await Client.connect(connect_host(runtime), runtime.balancer.port)
     try:
         answer = await client.request(line, timeout=REQUEST_TIMEOUT)
     finally:
@@ -187,7 +214,12 @@ async def _request(runtime: Runtime, line: str) -> Reply:
 async def _batch(runtime: Runtime, count: int, work: g.Work | None,
                  seed: int | None) -> Reply:
     host, port = connect_host(runtime), runtime.balancer.port
-    if work is None:
+    if work is None and _http(runtime):
+        from app.engines.http_client import run_http_batch
+
+        task = asyncio.ensure_future(run_http_batch(host, port, count, window=BATCH_WINDOW,
+                                                    seed=seed))
+    elif work is None:
         task = asyncio.ensure_future(run_batch(host, port, count, window=BATCH_WINDOW,
                                                seed=seed))
     else:

@@ -23,7 +23,7 @@ import os
 import socket
 import stat
 import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.control.dispatch import Reply, execute
 from app.control.grammar import parse_command
@@ -76,6 +76,34 @@ def claim(path: str) -> None:
     raise OSError(errno.EADDRINUSE,
                   f"admin socket {path} is held by another running lbconsole; "
                   "give this one --admin-socket PATH (or - for none)")
+
+
+async def open_control(runtime: Any, port: int) -> ControlServer | None:
+    """Open `runtime`'s socket once it listens on `port` (its config's admin_socket_path);
+    None when disabled. Shared by both engines' runtimes (anything `execute` drives, with
+    `config` and `log`).
+
+    Raises OSError with a message for the operator when another live instance
+    holds the path given with --admin-socket; the default path, when taken, gives
+    way to one with the port in its name.
+    """
+    config = runtime.config
+    path = config.admin_socket_path(port)
+    if path is None:
+        return None
+    server = ControlServer(runtime, path)
+    try:
+        await server.start()
+    except OSError as exc:
+        if config.admin_socket or exc.errno != errno.EADDRINUSE:
+            raise
+        # The default name belongs to another live instance (one log file for two
+        # balancers): this one takes a name with its port instead of failing.
+        path = default_socket_path(config.log_file, port, with_port=True)
+        server = ControlServer(runtime, path)
+        await server.start()
+    runtime.log.event(f"runtime API on {path}")
+    return server
 
 
 class ControlServer:

@@ -2,7 +2,9 @@
 
 `HaproxyEngine` offers what the console and `serve` use of `app.runtime.Runtime`
 (start, stop, stats, rows, kill, stop_server, restart, drain, add_server,
-resolve...), so either can be constructed. It listens on the console's port
+resolve...), so either can be constructed, and what `app.control.dispatch.execute`
+drives, so the runtime socket (`lbconsole ctl`) and the console's typed commands
+work the same with either engine. It listens on the console's port
 itself and hands the socket to HAProxy (`bind fd@N`), spawns the calculation
 servers with their HTTP interface, writes the configuration, supervises
 `haproxy -db`, and drives it through the runtime API. Server states are
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from app.control.socket import ControlServer, open_control
 from app.engines.haproxy_actions import ServerActions
 from app.engines.haproxy_api import ApiError, RuntimeApi, StatRow
 from app.engines.haproxy_config import (
@@ -29,11 +33,12 @@ from app.engines.haproxy_config import (
     BACKEND,
     HaproxySettings,
     ServerEntry,
+    check_algorithm,
     render,
 )
 from app.engines.haproxy_log import RequestLogReader
 from app.engines.haproxy_process import HaproxyFailed, HaproxyProcess, find_haproxy
-from app.engines.haproxy_view import console_state, describe, server_rows, snapshot
+from app.engines.haproxy_view import Front, console_state, describe, server_rows, snapshot
 from app.runtime import RuntimeConfig, ServerRow
 from backends.supervisor import ServerExited, ServerFailed, ServerReady, ServerSupervisor
 from balancer.log import RequestLog
@@ -49,14 +54,19 @@ StateListener = Callable[[str, str, str, str], None]
 class HaproxyEngine(ServerActions):
     """HAProxy, its configuration, the servers and the log, for one process."""
 
-    def __init__(self, config: RuntimeConfig | None = None, *, algorithm: str = "roundrobin",
+    protocol = "http"
+    """Clients (the dispatcher's requests and batches) speak HTTP/1.1 to HAProxy."""
+
+    def __init__(self, config: RuntimeConfig | None = None, *, algorithm: str | None = None,
                  threads: int | None = 1) -> None:
         # One thread: with HAProxy's default two here, its stdout log dropped 3 to 5
         # lines in 30,000 requests (`DroppedLogs` in `show info`; a pipe of 1 MB did
         # not help); with one, none, and it was faster on this 2-core machine.
         self.config = config or RuntimeConfig()
         c = self.config
-        self.algorithm = algorithm
+        self.algorithm = check_algorithm(algorithm or c.algorithm)
+        self.weights: dict[str, int] = dict(c.weights)
+        """The operator's weights by server name (the others have 1)."""
         self.threads = threads
         self.log = RequestLog(c.log_file, max_bytes=c.log_max_bytes, backups=c.log_backups,
                               log_requests=c.log_requests)
@@ -65,11 +75,12 @@ class HaproxyEngine(ServerActions):
                                            delay=c.server_delay, http=True)
         self.workdir = Path(tempfile.mkdtemp(prefix="lbconsole-haproxy-"))
         self.config_path = self.workdir / "haproxy.cfg"
-        self.api = RuntimeApi(str(self.workdir / "admin.sock"))
+        self.api_path = str(self.workdir / "admin.sock")
+        """HAProxy's own runtime API: the same path across algorithm switches."""
+        self.api = RuntimeApi(self.api_path)
         self.process = self._new_process()
         self.retiring: list[HaproxyProcess] = []
         """Earlier HAProxy processes finishing their requests after an algorithm switch."""
-        self.generation = 0
         self.listeners: list[StateListener] = []
         self.names: list[str] = []
         """Every server HAProxy knows, in row order."""
@@ -88,6 +99,11 @@ class HaproxyEngine(ServerActions):
         """Why HAProxy is not running when we did not stop it (None while it runs)."""
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
+        self._switching = asyncio.Lock()
+        self._quiet = False  # while a new HAProxy takes over: its changes are not news
+        self.balancer = Front(self)
+        self.control_server: ControlServer | None = None  # lbconsole's (`lbconsole ctl`)
+        self.batches: set[asyncio.Task] = set()  # started over it (`cancel` cancels them)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -119,9 +135,18 @@ class HaproxyEngine(ServerActions):
         self.log.event(f"listening on {self.config.host}:{self.port} (engine haproxy)")
         return self.port
 
+    async def start_control(self) -> str | None:
+        """Open lbconsole's runtime socket once listening (as `Runtime.start_control`);
+        its path, None with `--admin-socket -`. Idempotent."""
+        if self.control_server is None:
+            self.control_server = await open_control(self, self.port)
+        return None if self.control_server is None else self.control_server.path
+
     async def start_servers(self) -> None:
-        """Spawn our servers, then write the configuration and start HAProxy."""
+        """Open the runtime socket, spawn our servers, then write the configuration and
+        start HAProxy."""
         c = self.config
+        await self.start_control()
         for index, (host, bport) in enumerate(c.backends, start=1):
             self.outside[f"backend{index}"] = (host, bport)
         names = [f"server{i}" for i in range(1, c.servers + 1)]
@@ -140,11 +165,12 @@ class HaproxyEngine(ServerActions):
         for name in self.names:
             if name in self.outside:
                 host, port = self.outside[name]
-                entries.append(ServerEntry(name, host, port))
+                entries.append(ServerEntry(name, host, port, self.weights.get(name, 1)))
                 continue
             server = self.supervisor.servers[name]
             alive = server.alive and server.http_port is not None
-            entries.append(ServerEntry(name, server.host, server.http_port if alive else None))
+            entries.append(ServerEntry(name, server.host, server.http_port if alive else None,
+                                       self.weights.get(name, 1)))
         assert self.sock is not None
         return HaproxySettings(
             bind=f"fd@{self.sock.fileno()}", socket_path=self.api.path, servers=tuple(entries),
@@ -153,9 +179,12 @@ class HaproxyEngine(ServerActions):
             queue_timeout=c.queue_timeout, maxconn=max(c.max_clients, 256),
             algorithm=self.algorithm, threads=self.threads)
 
-    async def start_haproxy(self) -> int:
-        """(Re)write the configuration and start HAProxy; its pid."""
+    async def start_haproxy(self, beside: bool = False) -> int:
+        """(Re)write the configuration and start HAProxy; its pid. `beside`: another
+        HAProxy still runs, so the new one's socket is made at a side path and moved
+        onto `api_path` once it answers (HAProxy's own trick for reloads)."""
         assert self.sock is not None
+        self.api = RuntimeApi(self.api_path + ".new" if beside else self.api_path)
         self.config_path.write_text(render(self.settings()))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.api.path)
@@ -171,6 +200,9 @@ class HaproxyEngine(ServerActions):
             if time.monotonic() > deadline:
                 raise HaproxyFailed("haproxy's runtime API did not answer within 10s")
             await asyncio.sleep(0.02)
+        if beside:
+            os.replace(self.api.path, self.api_path)
+            self.api = RuntimeApi(self.api_path)
         self.haproxy_exit = None
         self.log.event(f"haproxy started (pid {pid}, config {self.config_path})")
         return pid
@@ -206,25 +238,49 @@ class HaproxyEngine(ServerActions):
         return process
 
     async def set_algorithm(self, algorithm: str) -> str:
-        """Switch HAProxy's algorithm: a new HAProxy with the new configuration takes
-        the listening socket, the old one finishes the requests it holds (soft stop)
-        and exits. Operator states and weights carry over. A keep-alive client whose
-        connection the old one closes reconnects for its next request."""
-        if algorithm not in ALGORITHMS:
-            raise KeyError(f"unknown algorithm {algorithm!r} (one of {', '.join(ALGORITHMS)})")
-        old, kept = self.process, dict(self.stat)
-        self.algorithm = algorithm
-        self.generation += 1
-        self.api = RuntimeApi(str(self.workdir / f"admin{self.generation}.sock"))
-        self.process = self._new_process()
-        self.states = {}
-        await self.start_haproxy()
-        await self._carry_over(kept)
-        self.retiring.append(old)
-        old.soft_stop()
-        self.log.event(f"operator: algorithm {algorithm} (haproxy pid {self.process.pid} "
-                       f"took over; pid {old.pid} finishes its requests)")
-        return f"algorithm {algorithm}: haproxy restarted with the new configuration"
+        """Switch HAProxy's algorithm (`next`: the one after the current): a new HAProxy
+        with the new configuration takes the listening socket, the old one finishes the
+        requests it holds (soft stop) and exits. Operator states and weights carry over.
+        A keep-alive client whose connection the old one closes reconnects for its next
+        request. If the new one does not start, the old one goes on unchanged."""
+        if algorithm == "next":
+            names = list(ALGORITHMS)
+            algorithm = names[(names.index(self.algorithm) + 1) % len(names)]
+        check_algorithm(algorithm)
+        async with self._switching:
+            before = self.algorithm
+            if algorithm == before:
+                return f"algorithm {algorithm} (unchanged)"
+            if ALGORITHMS[algorithm] == ALGORITHMS[before]:
+                self.algorithm = algorithm  # roundrobin is weighted: nothing to restart
+                self.log.event(f"operator: algorithm {before} -> {algorithm} "
+                               f"(haproxy balance {ALGORITHMS[algorithm]} already)")
+                return f"algorithm {algorithm} (haproxy's {ALGORITHMS[algorithm]} honours weights)"
+            old, kept, shown = self.process, dict(self.stat), dict(self.states)
+            self.algorithm = algorithm
+            self.process = self._new_process()
+            self.states = {}
+            self._quiet = True  # the new HAProxy's first view is not news: compared below
+            try:
+                await self.start_haproxy(beside=True)
+            except HaproxyFailed as exc:
+                self.process.kill_now()
+                self.process, self.algorithm, self.states = old, before, shown
+                self._quiet = False
+                self.api = RuntimeApi(self.api_path)
+                self.config_path.write_text(render(self.settings()))
+                self.log.event(f"operator: algorithm {algorithm} failed ({exc}); "
+                               f"haproxy pid {old.pid} goes on with {before}")
+                raise
+            await self._carry_over(kept)
+            self._quiet = False
+            self.states = {**self.states, **shown}
+            await self.refresh()  # announces what really changed across the switch
+            self.retiring.append(old)
+            old.soft_stop()
+            self.log.event(f"operator: algorithm {before} -> {algorithm} (haproxy pid "
+                           f"{self.process.pid} took over; pid {old.pid} finishes its requests)")
+            return f"algorithm {algorithm}: haproxy restarted with the new configuration"
 
     def _on_haproxy_exit(self, process: HaproxyProcess, code: int) -> None:
         if process is not self.process or process.stopping or self._closed:
@@ -237,6 +293,10 @@ class HaproxyEngine(ServerActions):
     async def stop(self, grace: float = 2.0) -> None:
         """Stop HAProxy and every server; nothing is left behind."""
         self._closed = True
+        for task in list(self.batches):
+            task.cancel()
+        if self.control_server is not None:
+            await self.control_server.close()
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -297,7 +357,7 @@ class HaproxyEngine(ServerActions):
             old = self.states.get(name)
             if old != new:
                 self.states[name] = new
-                if old is not None:
+                if old is not None and not self._quiet:
                     why = describe(row)
                     self.log.event(f"{name} {old} -> {new}: {why}")
                     for listener in self.listeners:
@@ -329,8 +389,11 @@ class HaproxyEngine(ServerActions):
 
     def stats(self) -> BalancerStats:
         """The console's snapshot, from HAProxy's stats and its request log."""
-        return snapshot(self.address, self.names, self.stat, self.states, self.reader,
-                        self.started_at, clients=self.clients, queued=self.queued)
+        stats = snapshot(self.address, self.names, self.stat, self.states, self.reader,
+                         self.started_at, clients=self.clients, queued=self.queued)
+        if "algorithm" in BalancerStats.__dataclass_fields__:  # main's stats name it
+            stats = dataclasses.replace(stats, algorithm=self.algorithm)
+        return stats
 
     def rows(self, stats: BalancerStats | None = None) -> list[ServerRow]:
         """One row per server, joining HAProxy's view and the process's."""

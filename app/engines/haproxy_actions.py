@@ -1,8 +1,10 @@
 """The operator's actions on the HAProxy engine's servers: the same verbs as the built-in one.
 
-Kill, freeze and thaw act on the real processes and HAProxy finds out by
-itself; drain, stop, weights, add and remove go through HAProxy's runtime API,
-and a restarted process's new port is given to HAProxy (`set server ... addr`).
+Kill, freeze, thaw and the server settings and faults (workers, speed,
+latency, flaky, resets, blackhole, heal) act on the real processes through the
+supervisor, and HAProxy finds out by itself; drain, stop, weights, add and
+remove go through HAProxy's runtime API, and a restarted process's new port
+is given to HAProxy (`set server ... addr`).
 A mixin of `HaproxyEngine`, kept apart so each file reads in one sitting.
 """
 
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from app.engines.haproxy_api import RuntimeApi, StatRow
 from app.engines.haproxy_config import BACKEND, HaproxySettings, server_options
+from app.runtime import CONTROL_KEYS, describe_setting
 from backends.supervisor import ServerSupervisor
 from balancer.log import RequestLog
 
@@ -27,6 +30,7 @@ class ServerActions:
     log: RequestLog
     stat: dict[str, StatRow]
     states: dict[str, str]
+    weights: dict[str, int]
     refresh: Callable[[], Awaitable[None]]
     settings: Callable[[], HaproxySettings]
 
@@ -90,9 +94,25 @@ class ServerActions:
 
     async def set_weight(self, which: str | int, weight: int) -> str:
         name = self.resolve(which)
+        old = self.weights.get(name, 1)
         await self.api.set_weight(BACKEND, name, weight)
-        self.log.event(f"operator: weight {name} {weight}")
-        return f"{name} weight {weight}"
+        self.weights[name] = weight  # a later HAProxy (algorithm switch) starts with it
+        self.log.event(f"operator: weight {name} {old} -> {weight}")
+        out = " (takes nothing new)" if weight == 0 else ""
+        return f"{name} weight {weight}{out}"
+
+    async def control(self, which: str | int, setting: str,
+                      value: float | int | bool | None) -> tuple[str, dict]:
+        """A setting or fault of one spawned server, through its supervisor, as
+        `Runtime.control` does (percentages as fractions, latency as `latency_ms`)."""
+        name = self._managed(which)
+        key = CONTROL_KEYS[setting]
+        if setting in ("flaky", "resets"):
+            value = float(value or 0) / 100
+        answer = await self.supervisor.control(name, **{key: value})
+        shown = describe_setting(setting, value)
+        self.log.event(f"operator: {setting} {name}{shown}")
+        return f"{name}: {setting}{shown}", answer if isinstance(answer, dict) else {}
 
     async def stop_server(self, which: str | int, drain_timeout: float = 5.0) -> str:
         """Drain in HAProxy, wait for its requests to finish, maint, then SIGTERM."""

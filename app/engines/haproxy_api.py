@@ -16,8 +16,9 @@ from dataclasses import dataclass
 STATES = ("ready", "drain", "maint")
 
 
-class ApiError(Exception):
-    """HAProxy refused a command, or its socket could not be reached."""
+class ApiError(OSError):
+    """HAProxy refused a command, or its socket could not be reached (an OSError, so
+    the dispatcher answers it like any other failure the operator can cause)."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,17 @@ ALGORITHMS = {"roundrobin": "roundrobin", "leastconn": "leastconn", "random": "r
 """The console's algorithms in HAProxy's words (its roundrobin honours weights smoothly)."""
 
 
+def check_algorithm(name: str) -> str:
+    """`name` if HAProxy has it; KeyError naming the ones it has (p2c is the built-in
+    engine's own)."""
+    if name in ALGORITHMS:
+        return name
+    have = "roundrobin, leastconn, random or weighted (roundrobin with weights)"
+    if name == "p2c":
+        raise KeyError(f"p2c is not an HAProxy algorithm: with --engine haproxy use {have}")
+    raise KeyError(f"unknown algorithm {name!r} (with --engine haproxy: {have})")
+
+
 @dataclass(frozen=True)
 class ServerEntry:
     """One calculation server as HAProxy sees it."""

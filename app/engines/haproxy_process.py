@@ -37,8 +37,9 @@ class HaproxyMissing(Exception):
                          "or use --engine builtin")
 
 
-class HaproxyFailed(Exception):
-    """HAProxy refused its configuration or exited during start-up."""
+class HaproxyFailed(OSError):
+    """HAProxy refused its configuration or exited during start-up (an OSError, as
+    ApiError is)."""
 
 
 def find_haproxy() -> str:

@@ -7,6 +7,7 @@ check); counters, latencies and per-second history come from its request log.
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 from app.engines.haproxy_api import StatRow
 from app.engines.haproxy_log import RequestLogReader
@@ -54,7 +55,8 @@ def snapshot(address: str, names: list[str], stat: dict[str, StatRow], states: d
             redispatched=c.redispatched, late=0,
             mean_ms=c.latency_sum_ms / c.served if c.served else None,
             p99_ms=percentile(samples, 0.99), share=c.served / total, is_next=False,
-            history=tuple(c.history), p50_ms=percentile(samples, 0.5)))
+            history=tuple(c.history), p50_ms=percentile(samples, 0.5),
+            weight=row.weight if row is not None else 1))
     return BalancerStats(
         address=address, uptime=now - started_at, clients=clients,
         requests=reader.requests, answered=reader.requests, errors=reader.errors,
@@ -75,5 +77,27 @@ def server_rows(stats: BalancerStats, supervisor: ServerSupervisor) -> list[Serv
             name=b.name, pid=pid, port=port, managed=proc is not None, state=b.state,
             reason=b.reason, served=b.served, inflight=b.inflight, errors=b.errors,
             redispatched=b.redispatched, mean_ms=b.mean_ms, p99_ms=b.p99_ms,
-            share=b.share, is_next=b.is_next, history=b.history))
+            share=b.share, is_next=b.is_next, history=b.history, weight=b.weight))
     return out
+
+
+class Engine(Protocol):
+    """The engine as `Front` sees it."""
+
+    port: int
+    algorithm: str
+
+
+class Front:
+    """What the dispatcher reads of `runtime.balancer`: the port and the algorithm."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def port(self) -> int:
+        return self.engine.port
+
+    @property
+    def algorithm_name(self) -> str:
+        return self.engine.algorithm

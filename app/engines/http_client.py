@@ -190,23 +190,39 @@ pipelined requests one at a time and refuses (400) what overflows its 16 KB
 buffer, so depth buys little; connections buy concurrency."""
 
 
+RECONNECTS = 3
+"""Times in a row a batch connection may be closed by the peer with nothing answered on
+it before the batch gives up."""
+
+
 async def run_http_batch(host: str, port: int, total: int, *, window: int = 1024,
                          seed: int | None = None, progress: BatchProgress | None = None,
                          on_chunk: Callable[[bytes], None] | None = None,
                          stall_timeout: float = 60.0, connections: int = 8) -> BatchProgress:
     """`run_batch` over HTTP keep-alive: `total` random requests over `connections`
-    connections, `window` in flight in all (at most HTTP_DEPTH on each)."""
+    connections, `window` in flight in all (at most HTTP_DEPTH on each).
+
+    A connection the peer closes (HAProxy handing over to a new process after an
+    algorithm switch answers what it started, then closes) is opened again and the
+    requests it left unanswered are sent anew, as RFC 9112 lets a client do with
+    pipelined idempotent requests; a calculation is one. A peer that closes again
+    and again without answering fails the batch."""
     progress = progress or BatchProgress(total)
     progress.total = total
     progress.started = time.monotonic()
     rng = random.Random(seed)
     pool = [http_request(line.rstrip()) for line in random_lines(min(max(total, 1), 8192), rng)]
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
     count = max(1, min(connections, total, window))
     depth = max(1, min(HTTP_DEPTH, window // count))
     quotas = [total // count + (1 if i < total % count else 0) for i in range(count)]
     sent = [0] * count
+    answered = [0] * count
+    barren = [0] * count
+    """Closes in a row with nothing answered, per connection."""
     conns: list[_HttpAnswers] = []
+    reopening: set[asyncio.Task[None]] = set()
 
     def send(index: int, howmany: int) -> None:
         conn = conns[index]
@@ -221,6 +237,8 @@ async def run_http_batch(host: str, port: int, total: int, *, window: int = 1024
     def on_bodies(index: int, bodies: list[bytes]) -> None:
         chunk = b"".join(bodies)
         progress.answered += len(bodies)
+        answered[index] += len(bodies)
+        barren[index] = 0
         progress.errors += chunk.count(b'"error"')
         for raw, hits in Counter(_SERVER.findall(chunk)).items():
             progress.per_server[raw.decode()] += hits
@@ -234,14 +252,35 @@ async def run_http_batch(host: str, port: int, total: int, *, window: int = 1024
             return
         send(index, len(bodies))
 
-    def on_lost() -> None:
-        if not done.done() and progress.answered < total:
+    async def reopen(index: int) -> None:
+        try:
+            conns[index] = await _open(index)
+        except ClientError as exc:
+            if not done.done():
+                done.set_exception(exc)
+            return
+        send(index, depth)
+
+    def on_lost(index: int) -> None:
+        if done.done() or answered[index] >= quotas[index]:
+            return
+        barren[index] += 1
+        if barren[index] > RECONNECTS:
             done.set_exception(ClientError("the balancer closed the connection"))
+            return
+        progress.sent -= sent[index] - answered[index]  # never answered: sent again
+        sent[index] = answered[index]
+        task = loop.create_task(reopen(index))
+        reopening.add(task)
+        task.add_done_callback(reopening.discard)
+
+    async def _open(index: int) -> _HttpAnswers:
+        return await _open_http(host, port, lambda b: on_bodies(index, b),
+                                lambda: on_lost(index), 5.0)
 
     try:
         for index in range(count):
-            conns.append(await _open_http(
-                host, port, lambda b, i=index: on_bodies(i, b), on_lost, 5.0))
+            conns.append(await _open(index))
         for index in range(count):
             send(index, depth)
         last = -1
@@ -258,6 +297,8 @@ async def run_http_batch(host: str, port: int, total: int, *, window: int = 1024
         progress.finished = time.monotonic()
         if not done.done():
             done.cancel()
+        for task in list(reopening):
+            task.cancel()
         for conn in conns:
             if conn.transport is not None:
                 conn.transport.close()

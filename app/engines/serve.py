@@ -1,8 +1,10 @@
 """`lbconsole serve --engine haproxy`: HAProxy, its servers and the log, without a screen.
 
 The same contract as the built-in `serve`: the first stdout line is
-`listening on HOST:PORT` (the real port, also with `--port 0`); once HAProxy
-runs, `haproxy pid PID, runtime API SOCKET`; state changes follow as
+`listening on HOST:PORT` (the real port, also with `--port 0`), then
+`admin socket PATH` (lbconsole's runtime socket for `lbconsole ctl`, unless
+`--admin-socket -`); once HAProxy runs, `haproxy pid PID, runtime API SOCKET`
+(HAProxy's own, the same path after an algorithm switch); state changes follow as
 `NAME OLD -> NEW: WHY`, and Ctrl-C / SIGTERM stops HAProxy and every
 server. No haproxy on PATH: one line naming the package, exit status 1.
 """
@@ -14,6 +16,7 @@ import signal
 import sys
 
 from app.engines.haproxy import HaproxyEngine
+from app.engines.haproxy_config import check_algorithm
 from app.engines.haproxy_process import HaproxyFailed, HaproxyMissing, find_haproxy
 from app.runtime import RuntimeConfig
 from app.serve import say
@@ -21,7 +24,7 @@ from balancer import eventloop
 
 
 async def serve(config: RuntimeConfig, stats_interval: float = 0.0,
-                algorithm: str = "roundrobin") -> int:
+                algorithm: str | None = None) -> int:
     eventloop.raise_fd_limit()
     engine = HaproxyEngine(config, algorithm=algorithm)
     loop = asyncio.get_running_loop()
@@ -36,7 +39,15 @@ async def serve(config: RuntimeConfig, stats_interval: float = 0.0,
                   f"{exc.strerror or exc} (--port 0 picks a free port)", file=sys.stderr,
                   flush=True)
             return 1
+        try:
+            admin = await engine.start_control()
+        except OSError as exc:
+            print(f"lbconsole serve: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            return 1
+        # The first stdout line is the contract with scripts: the real port.
         say(f"listening on {config.host}:{port}")
+        if admin is not None:
+            say(f"admin socket {admin}")
         engine.listeners.append(lambda name, old, new, why: say(f"{name} {old} -> {new}: {why}"))
         try:
             await engine.start_servers()
@@ -58,10 +69,14 @@ async def serve(config: RuntimeConfig, stats_interval: float = 0.0,
 
 
 def serve_main(config: RuntimeConfig, stats_interval: float = 0.0,
-               algorithm: str = "roundrobin") -> int:
+               algorithm: str | None = None) -> int:
     try:
         find_haproxy()
+        check_algorithm(algorithm or config.algorithm)
     except HaproxyMissing as exc:
         print(f"lbconsole: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyError as exc:
+        print(f"lbconsole serve: --algorithm: {exc.args[0]}", file=sys.stderr, flush=True)
         return 1
     return eventloop.run(serve(config, stats_interval, algorithm))

@@ -150,10 +150,20 @@ class HaproxySource:
     # ------------------------------------------------------------ acting
 
     async def request(self, line: str) -> dict:
-        if self.client is None or not self.client.connected:
-            self.client = await HttpClient.connect(self.connect_host, self.engine.port)
+        """One request on the console's keep-alive connection. A connection HAProxy
+        closed (an old HAProxy after an algorithm switch closes idle ones) is opened
+        again, and a request it dropped unanswered is sent once more: a calculation
+        is idempotent."""
         started = time.monotonic()
-        answer = await self.client.request(line, timeout=30.0)
+        for attempt in (1, 2):
+            if self.client is None or not self.client.connected:
+                self.client = await HttpClient.connect(self.connect_host, self.engine.port)
+            try:
+                answer = await self.client.request(line, timeout=30.0)
+                break
+            except ClientError:
+                if attempt == 2 or self.client.connected:
+                    raise
         self._answers.append((time.time(), orjson.dumps(answer), time.monotonic() - started))
         return answer
 
