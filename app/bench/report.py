@@ -51,7 +51,7 @@ def goals(targets: dict[str, dict]) -> list[dict]:
         ta, tb = ok(a), ok(b)
         return paired_ratio(ta, tb) if ta and tb else None
 
-    at_least("serve >= 0.45 x direct", ratio("serve", "direct"), 0.45)
+    at_least("serve >= 0.50 x direct", ratio("serve", "direct"), 0.50)
     at_least("serve >= 0.55 x haproxy", ratio("serve", "haproxy"), 0.55)
     at_least("serve-nolog >= 0.50 x direct", ratio("serve-nolog", "direct"), 0.50)
     at_least("console >= 0.80 x serve", ratio("console", "serve"), 0.80)
