@@ -559,9 +559,10 @@ class Core:
         if not out:
             return
         routes = self.routes
+        if not now:
+            now = time.monotonic()
         # Two attribute reads decide whether the Routing panel's sampler is asked.
-        if (routes.budget > 0 or now >= routes.window_end) \
-                and routes.wants(now or time.monotonic()):
+        if (routes.budget > 0 or now >= routes.window_end) and routes.wants(now):
             routes.note(backend, len(out))
         write = backend.write
         if write is not None:
@@ -572,8 +573,10 @@ class Core:
     def flush_all(self) -> None:
         self.flush_scheduled = False
         backends, self.dirty_backends = self.dirty_backends, []
-        for backend in backends:
-            self._flush_backend(backend)
+        if backends:
+            now = time.monotonic()
+            for backend in backends:
+                self._flush_backend(backend, now)
         clients, self.dirty_clients = self.dirty_clients, []
         for client in clients:
             client.flush()

@@ -489,3 +489,42 @@ async def test_a_late_answer_last_in_a_chunk_is_dropped_and_the_rest_delivered(
     assert sorted(a["result"] for a in answers) == [4, 6]
     assert s1.late == 1 and s1.state.value == "UP"
     await wire.close()
+
+
+def test_the_routing_sample_keeps_up_with_a_long_batch() -> None:
+    """The Routing panel's sampler spends its budget per 20 ms window, then starts
+    again: a batch's later chunks show too, not only those of its first window."""
+    import time
+
+    from balancer.core import Core
+    from balancer.model import ServerState
+
+    class Asker:
+        name, number, alive, pending = "c1", 1, True, 0
+
+        def __init__(self) -> None:
+            self.out: list[bytes] = []
+
+        def answered(self, origin: str | None) -> None: ...
+
+        def flush(self) -> None: ...
+
+    class Loop:  # the core only asks its loop to call flush_all soon
+        def call_soon(self, callback: object) -> None: ...
+
+    core = Core(BalancerConfig(), RequestLog(None))
+    core.bind(Loop())  # type: ignore[arg-type]
+    written: list[bytes] = []
+    for name in ("s1", "s2"):
+        backend = core.add_backend(name, "127.0.0.1", 1)
+        core.attach(backend, object(), written.append)
+        core.set_health(backend, ServerState.UP, "test")
+    client = Asker()
+    for chunk in range(12):
+        lines = [b"somma %d 1" % (chunk * 64 + i) for i in range(64)]
+        core.dispatch(client, [b'{"id":%d' % (chunk * 64 + i + 1) for i in range(64)], lines)
+        core.flush_all()
+        if chunk % 3 == 2:  # three chunks spend a window's budget (a busy batch)...
+            time.sleep(0.025)  # ...and the next window starts
+    latest = max(int(route.request_id) for route in core.routes.recent)
+    assert latest > 9 * 64, latest  # from the last window, not only the first
