@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +30,10 @@ async def console(tmp_path: Path) -> AsyncIterator[ConsoleApp]:
     try:
         yield app
     finally:
-        await source.stop()
+        # Bounded: a stop that hangs must not take the suite with it; kill_now ends
+        # HAProxy and every server by pid whatever happened.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(source.stop(), 30)
         source.kill_now()
 
 

@@ -300,7 +300,7 @@ class HaproxyEngine(ServerActions):
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._poller
+                await asyncio.wait_for(self._poller, 2.0)
         try:
             for old in self.retiring:
                 await old.stop(timeout=grace)
