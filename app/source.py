@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -104,6 +105,21 @@ class ConsoleSource(Protocol):
     def resolve(self, which: str | int) -> str: ...
     async def act(self, action: str, name: str) -> str: ...
     async def add_server(self) -> str: ...
+
+
+SERVER_ACTIONS = {"kill": "kill", "stop": "stop_server", "restart": "restart",
+                  "drain": "drain", "freeze": "freeze", "thaw": "thaw"}
+"""An action's name and the method of a runtime (or the HAProxy engine) that does it."""
+
+
+async def server_action(runtime: object, action: str, name: str) -> str:
+    """One server action through `runtime`; its methods may be plain or coroutines (the
+    HAProxy engine's drain is async, the built-in runtime's is not)."""
+    method = SERVER_ACTIONS.get(action)
+    if method is None:
+        raise KeyError(f"unknown action {action!r}")
+    result = getattr(runtime, method)(name)
+    return await result if inspect.isawaitable(result) else result
 
 
 class LiveSource:
@@ -251,20 +267,7 @@ class LiveSource:
 
     async def act(self, action: str, name: str) -> str:
         """kill, stop, restart, drain, freeze or thaw one server; a line saying what happened."""
-        runtime = self.runtime
-        if action == "kill":
-            return runtime.kill(name)
-        if action == "stop":
-            return await runtime.stop_server(name)
-        if action == "restart":
-            return await runtime.restart(name)
-        if action == "drain":
-            return runtime.drain(name)
-        if action == "freeze":
-            return runtime.freeze(name)
-        if action == "thaw":
-            return runtime.thaw(name)
-        raise KeyError(f"unknown action {action!r}")
+        return await server_action(self.runtime, action, name)
 
     async def add_server(self) -> str:
         return await self.runtime.add_server()

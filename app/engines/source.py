@@ -23,7 +23,7 @@ from app.engines.haproxy_api import ApiError
 from app.engines.haproxy_process import HaproxyFailed
 from app.engines.http_client import HttpClient, run_http_batch
 from app.runtime import RuntimeConfig, ServerRow
-from app.source import LatencyHistory
+from app.source import LatencyHistory, server_action
 from balancer import eventloop
 from balancer.client import BatchProgress, ClientError
 from balancer.stats import BalancerStats
@@ -194,19 +194,7 @@ class HaproxySource:
             if action == "restart":
                 return await engine.restart_haproxy()
             raise KeyError("haproxy can only be restarted from here")
-        if action == "kill":
-            return engine.kill(name)
-        if action == "stop":
-            return await engine.stop_server(name)
-        if action == "restart":
-            return await engine.restart(name)
-        if action == "drain":
-            return await engine.drain(name)
-        if action == "freeze":
-            return engine.freeze(name)
-        if action == "thaw":
-            return engine.thaw(name)
-        raise KeyError(f"unknown action {action!r}")
+        return await server_action(engine, action, name)
 
     async def add_server(self) -> str:
         try:
